@@ -209,6 +209,12 @@ class GoogLeNet(nn.Module):
   def is_torchvision(self) -> bool:
     return self.variant == 'torchvision'
 
+  @property
+  def dropout_rate(self) -> float:
+    if self.dropout is not None:
+      return self.dropout
+    return 0.2 if self.is_torchvision else 0.4
+
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False
                ) -> Tuple[jax.Array, Tuple[jax.Array, ...]]:
@@ -226,7 +232,6 @@ class GoogLeNet(nn.Module):
     lrn = self.norm == 'lrn'
     w = self.width
     conv = functools.partial(ConvBlock, batchnorm=bn, dtype=self.dtype)
-    dropout = self.dropout if self.dropout is not None else (0.2 if tv else 0.4)
     transform = self.transform_input if self.transform_input is not None else tv
 
     x = images.astype(self.dtype)
@@ -238,14 +243,12 @@ class GoogLeNet(nn.Module):
     # Stem (Figure 3, bottom).
     x = conv(scaled(64, w), 7, stride=2, padding=((3, 3), (3, 3)),
              name='conv1')(x, train)
-    self.sow('intermediates', 'conv1', x)
     x = layers.max_pool_ceil(x, 3, 2)
     self.sow('intermediates', 'pool1', x)
     if lrn:
       x = layers.local_response_norm(x)
     x = conv(scaled(64, w), 1, padding='VALID', name='conv2_reduce')(x, train)
     x = conv(scaled(192, w), 3, name='conv2')(x, train)
-    self.sow('intermediates', 'conv2', x)
     if lrn:
       x = layers.local_response_norm(x)
     x = layers.max_pool_ceil(x, 3, 2)
@@ -262,7 +265,6 @@ class GoogLeNet(nn.Module):
       x = Inception(spec, naive=self.module == 'naive', width=w,
                     kernel5=3 if tv else 5, batchnorm=bn, dtype=self.dtype,
                     name=spec.name)(x, train)
-      self.sow('intermediates', spec.name, x)
       if self.aux and spec.name in AUX_AFTER:
         head = AuxHead(self.num_classes, adaptive_pool=tv, width=w,
                        dropout=self.aux_dropout, batchnorm=bn,
@@ -277,7 +279,7 @@ class GoogLeNet(nn.Module):
 
     x = jnp.mean(x, axis=(1, 2))
     self.sow('intermediates', 'avgpool', x)
-    x = nn.Dropout(dropout, deterministic=not train)(x)
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     logits = nn.Dense(self.num_classes, kernel_init=caffe_xavier,
                       dtype=self.dtype, name='classifier')(x)
     return logits.astype(jnp.float32), tuple(aux_logits)
