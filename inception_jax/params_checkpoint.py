@@ -1,0 +1,221 @@
+"""Parameters-only checkpoints: a model's variables plus what rebuilds it.
+
+A training checkpoint holds optimizer state, step counters and whatever the
+trainer needs to resume; serving, evaluation and weight conversion need only
+the variables and enough description to rebuild the module around them. This
+format is that smaller thing::
+
+  out_dir/
+    model.json   {"format": "inception_jax.params/1", "model_kwargs": {...},
+                  "image_size": 224, "class_names": [...] or null,
+                  "extra": {...}}
+    variables/   Orbax StandardCheckpointer tree {'params', 'batch_stats'}
+
+``model_kwargs`` are exactly the keyword arguments of
+`inception_jax.models.create_model` (every one of them, defaults filled in, so
+a later change of a default does not change what an old checkpoint means).
+``model.json`` is written last: its presence marks a complete checkpoint.
+
+Restoring uses the shapes and dtypes recorded in the checkpoint and puts every
+array on one local device, so a checkpoint written from an 8-device mesh loads
+on a laptop. Nothing here imports TensorFlow or PyTorch.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from typing import Any, Mapping, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from etils import epath
+
+from inception_jax.models import googlenet
+
+FORMAT = 'inception_jax.params/1'
+META_FILE = 'model.json'
+VARIABLES_DIR = 'variables'
+
+
+def _as_path(path: epath.PathLike) -> epath.Path:
+  """Orbax wants absolute paths; remote (``gs://``) paths are left alone."""
+  text = os.fspath(path)
+  if '://' not in text:
+    text = os.path.abspath(text)
+  return epath.Path(text)
+
+
+def _create_model_defaults() -> dict[str, Any]:
+  sig = inspect.signature(googlenet.create_model)
+  return {name: p.default for name, p in sig.parameters.items()}
+
+
+def normalize_model_kwargs(model_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+  """Completes `model_kwargs` with create_model's defaults, JSON-ready.
+
+  Raises:
+    ValueError: an argument create_model does not take, a missing
+      ``num_classes``, or a value JSON cannot hold.
+  """
+  defaults = _create_model_defaults()
+  unknown = sorted(set(model_kwargs) - set(defaults))
+  if unknown:
+    raise ValueError(
+        f'model_kwargs has {unknown}, which create_model does not take; it '
+        f'takes {sorted(defaults)}.')
+  kwargs = {k: v for k, v in defaults.items()
+            if v is not inspect.Parameter.empty}
+  kwargs.update(model_kwargs)
+  if 'num_classes' not in kwargs:
+    raise ValueError('model_kwargs must give num_classes.')
+  kwargs['dtype'] = jnp.dtype(kwargs['dtype']).name
+  try:
+    json.dumps(kwargs)
+  except TypeError as e:
+    raise ValueError(f'model_kwargs are not JSON-serialisable: {e}') from None
+  return kwargs
+
+
+def save_params_checkpoint(out_dir: epath.PathLike,
+                           variables: Mapping[str, Any],
+                           model_kwargs: Mapping[str, Any], *,
+                           image_size: int,
+                           class_names: Optional[Sequence[str]] = None,
+                           extra: Optional[Mapping[str, Any]] = None,
+                           overwrite: bool = False) -> epath.Path:
+  """Writes `variables` and the description of their model to `out_dir`.
+
+  Collective under multi-process JAX (Orbax writes from every process);
+  ``model.json`` is written by process 0 once the arrays are committed.
+
+  Args:
+    out_dir: directory to create (or fill, if empty of a checkpoint).
+    variables: ``{'params': ..., 'batch_stats': ...}`` of numpy or JAX
+      arrays, any sharding.
+    model_kwargs: keyword arguments of `create_model` that build the module
+      these variables belong to.
+    image_size: the square input size the variables were trained/converted
+      for (the model itself accepts others; this is what preprocessing
+      should use).
+    class_names: one name per output class, or None.
+    extra: further JSON-serialisable information (provenance, metrics).
+    overwrite: replace an existing checkpoint in `out_dir`.
+
+  Returns:
+    The checkpoint directory.
+
+  Raises:
+    ValueError: bad metadata (checked before anything is written), or an
+      existing checkpoint and ``overwrite=False``.
+  """
+  kwargs = normalize_model_kwargs(model_kwargs)
+  if class_names is not None:
+    class_names = [str(c) for c in class_names]
+    if len(class_names) != kwargs['num_classes']:
+      raise ValueError(
+          f'{len(class_names)} class names for a model with '
+          f'num_classes={kwargs["num_classes"]}.')
+  meta = {
+      'format': FORMAT,
+      'model_kwargs': kwargs,
+      'image_size': int(image_size),
+      'class_names': class_names,
+      'extra': dict(extra) if extra is not None else {},
+  }
+  try:
+    meta_text = json.dumps(meta, indent=2, sort_keys=True)
+  except TypeError as e:
+    raise ValueError(f'checkpoint metadata is not JSON-serialisable: {e}'
+                     ) from None
+
+  out = _as_path(out_dir)
+  var_dir = out / VARIABLES_DIR
+  meta_path = out / META_FILE
+  if not overwrite and (var_dir.exists() or meta_path.exists()):
+    raise ValueError(f'{out} already holds a checkpoint; choose another '
+                     'directory or pass overwrite=True.')
+  out.mkdir(parents=True, exist_ok=True)
+  if overwrite and meta_path.exists() and jax.process_index() == 0:
+    # Drop the completion marker first, so a failure below cannot leave the
+    # old metadata describing new (or half-written) arrays.
+    meta_path.unlink()
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(var_dir, dict(variables), force=overwrite)
+    ckptr.wait_until_finished()
+  if jax.process_index() == 0:
+    tmp = out / (META_FILE + '.tmp')
+    tmp.write_text(meta_text + '\n')
+    tmp.replace(meta_path)
+  return out
+
+
+def _not_a_checkpoint(path: epath.Path, why: str) -> ValueError:
+  return ValueError(
+      f'{path} is not an inception_jax parameters checkpoint ({why}): expected '
+      f'{META_FILE} with "format": "{FORMAT}" and an Orbax {VARIABLES_DIR}/ '
+      'directory, as written by save_params_checkpoint.')
+
+
+def read_meta(path: epath.PathLike) -> dict[str, Any]:
+  """Reads and checks ``model.json`` of the checkpoint at `path`."""
+  path = _as_path(path)
+  meta_path = path / META_FILE
+  if not path.is_dir():
+    raise _not_a_checkpoint(path, 'no such directory')
+  if not meta_path.exists():
+    raise _not_a_checkpoint(path, f'no {META_FILE}')
+  try:
+    meta = json.loads(meta_path.read_text())
+  except (ValueError, UnicodeDecodeError) as e:
+    raise _not_a_checkpoint(path, f'{META_FILE} is not JSON: {e}') from None
+  if not isinstance(meta, dict) or meta.get('format') != FORMAT:
+    got = meta.get('format') if isinstance(meta, dict) else None
+    raise _not_a_checkpoint(path, f'format is {got!r}')
+  if not isinstance(meta.get('model_kwargs'), dict):
+    raise _not_a_checkpoint(path, 'no model_kwargs')
+  if not (path / VARIABLES_DIR).is_dir():
+    raise _not_a_checkpoint(path, f'no {VARIABLES_DIR}/ directory')
+  return meta
+
+
+def load_params_checkpoint(
+    path: epath.PathLike
+) -> Tuple[googlenet.GoogLeNet, dict[str, Any], dict[str, Any]]:
+  """Loads a checkpoint written by `save_params_checkpoint`.
+
+  The arrays are restored from the shapes and dtypes saved with them onto the
+  first local device, whatever sharding they were saved with; reshard them
+  with `jax.device_put` if needed.
+
+  Returns:
+    ``(model, variables, meta)``: the rebuilt module, ``{'params': ...,
+    'batch_stats': ...}``, and the parsed ``model.json``.
+
+  Raises:
+    ValueError: `path` holds no such checkpoint, or its model_kwargs no
+      longer build a model.
+  """
+  path = _as_path(path)
+  meta = read_meta(path)
+  try:
+    model = googlenet.create_model(**meta['model_kwargs'])
+  except (TypeError, ValueError) as e:
+    raise ValueError(
+        f'{path / META_FILE}: model_kwargs do not build a model: {e}') from None
+
+  var_dir = path / VARIABLES_DIR
+  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  with ocp.StandardCheckpointer() as ckptr:
+    tree_meta = ckptr.metadata(var_dir).item_metadata
+    if tree_meta is None:
+      raise _not_a_checkpoint(path, f'{VARIABLES_DIR}/ has no Orbax metadata')
+    tree_meta = getattr(tree_meta, 'tree', tree_meta)
+    target = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(tuple(m.shape), np.dtype(m.dtype),
+                                       sharding=sharding), tree_meta)
+    variables = ckptr.restore(var_dir, target)
+  return model, variables, meta
