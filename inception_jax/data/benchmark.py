@@ -1,0 +1,124 @@
+"""How fast the training input pipeline runs on this host's CPUs.
+
+  python -m inception_jax.data.benchmark --dataset=jpeg --num_batches=20
+  python -m inception_jax.data.benchmark --dataset=fashion_mnist \\
+      --image_size=64 --num_batches=50
+
+``jpeg`` writes synthetic photos of about 500x375 (the ImageNet average) as
+an image folder and times the ImageNet training path on them: fused JPEG
+decode-and-crop, random interpolation, flip, colour distortions. The last
+line printed is JSON with images/s, the worker processes used and images/s
+per CPU core, plus images per CPU-second of the whole process (all threads)
+when there are no workers, the figure that says how many cores a given
+accelerator throughput needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+from PIL import Image
+
+from inception_jax.data import config as config_lib
+from inception_jax.data import datasets
+from inception_jax.data import pipeline
+
+_DATASET = flags.DEFINE_enum('dataset', 'jpeg', ['jpeg', 'fashion_mnist'],
+                             'Which pipeline to time.')
+_NUM_BATCHES = flags.DEFINE_integer('num_batches', 20, 'Batches timed.')
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', 64, 'Images per batch.')
+_IMAGE_SIZE = flags.DEFINE_integer('image_size', 224, 'Model input side.')
+_WORKERS = flags.DEFINE_integer('worker_count', 0,
+                                'grain worker processes (0: main process).')
+_NUM_IMAGES = flags.DEFINE_integer('num_images', 200,
+                                   'JPEGs generated for --dataset=jpeg.')
+_DATA_DIR = flags.DEFINE_string(
+    'data_dir', None, 'Where to prepare TFDS data (default: a temp dir).')
+
+
+def synthetic_photo(rng: np.random.Generator, height: int = 375,
+                    width: int = 500) -> Image.Image:
+  """Smooth colour fields plus texture: JPEG sizes like real photos."""
+  y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+  channels = []
+  for _ in range(3):
+    fx, fy, phase = rng.uniform(0.005, 0.05, 2).tolist() + [rng.uniform(0, 6.3)]
+    channels.append(np.sin(x * fx + phase) * np.cos(y * fy) * 80 + 128)
+  image = np.stack(channels, -1) + rng.normal(0, 12, (height, width, 3))
+  return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+
+
+def write_jpeg_folder(root: str, num_images: int, num_classes: int = 4,
+                      seed: int = 0) -> int:
+  """Writes root/{train,val}/<class>/*.jpg; returns mean JPEG bytes."""
+  rng = np.random.default_rng(seed)
+  sizes = []
+  for split, count in (('train', num_images), ('val', num_classes)):
+    for i in range(count):
+      label_dir = os.path.join(root, split, f'class_{i % num_classes}')
+      os.makedirs(label_dir, exist_ok=True)
+      path = os.path.join(label_dir, f'{i:06d}.jpg')
+      synthetic_photo(rng).save(path, quality=90)
+      sizes.append(os.path.getsize(path))
+  return int(np.mean(sizes))
+
+
+def run(data_cfg, batch_size: int, num_batches: int) -> dict:
+  """Times ``num_batches`` training batches after one warm-up batch."""
+  it = pipeline.create_train_iterator(data_cfg, global_batch_size=batch_size,
+                                      seed=0, process_index=0,
+                                      process_count=1)
+  next(it)  # Starts workers, opens files, warms TF's kernels.
+  cpu0, wall0 = time.process_time(), time.perf_counter()
+  for _ in range(num_batches):
+    next(it)
+  wall = time.perf_counter() - wall0
+  cpu = time.process_time() - cpu0
+  images = batch_size * num_batches
+  cores = max(1, data_cfg.worker_count)
+  result = {
+      'images_per_s': round(images / wall, 1),
+      'workers': data_cfg.worker_count,
+      'cores_assumed': cores,
+      'images_per_s_per_core': round(images / wall / cores, 1),
+      'seconds': round(wall, 2),
+      'images': images,
+  }
+  if data_cfg.worker_count == 0:
+    # All threads of this process (TF kernels may use several).
+    result['images_per_cpu_s'] = round(images / cpu, 1)
+  return result
+
+
+def main(argv):
+  del argv
+  cfg = config_lib.default_config()
+  cfg.image_size = _IMAGE_SIZE.value
+  cfg.worker_count = _WORKERS.value
+  with tempfile.TemporaryDirectory() as tmp:
+    cfg.data_dir = _DATA_DIR.value or os.path.join(tmp, 'tfds')
+    extra = {}
+    if _DATASET.value == 'jpeg':
+      cfg.name = 'image_folder'
+      cfg.root = os.path.join(tmp, 'images')
+      extra['mean_jpeg_bytes'] = write_jpeg_folder(cfg.root,
+                                                   _NUM_IMAGES.value)
+      extra['jpeg_shape'] = [375, 500]
+    else:
+      cfg.name = 'fashion_mnist'
+    datasets.prepare_builder(cfg)
+    result = run(cfg, _BATCH_SIZE.value, _NUM_BATCHES.value)
+  result.update(dataset=_DATASET.value, image_size=cfg.image_size,
+                batch_size=_BATCH_SIZE.value, cpu_count=os.cpu_count(),
+                **extra)
+  print(json.dumps(result))
+
+
+if __name__ == '__main__':
+  app.run(main)

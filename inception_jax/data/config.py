@@ -1,0 +1,113 @@
+"""Every ``data.*`` configuration key, with its default and meaning.
+
+Configs are loaded with ``lock_config=True`` and overridden from the command
+line, so every key exists here with a fixed type, and optional strings are
+typed placeholders. The augmentation defaults for the JPEG data sets
+(``imagenet2012``, ``image_folder``) are the paper's; Fashion-MNIST has its
+own crop and flip switches because the paper's 8% crops of a 28x28 image
+leave almost nothing of the garment.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+DATASET_NAMES = ('fashion_mnist', 'imagenet2012', 'image_folder')
+CROPS = ('inception', 'random_resized', 'pad_and_crop', 'resize')
+NORMALIZATIONS = ('imagenet', 'minus_one_one', 'none')
+EVAL_CROPS = (1, 10, 144)
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Returns the data config with every key the pipelines read."""
+  c = ml_collections.ConfigDict()
+
+  # --- Which data -----------------------------------------------------------
+  # 'fashion_mnist' (offline from Debian's dataset-fashion-mnist, or TFDS's
+  # download where the internet is reachable), 'imagenet2012' (TFDS's builder
+  # over the manually downloaded ILSVRC archives) or 'image_folder'
+  # (root/<split>/<label>/*.jpg|jpeg|png).
+  c.name = 'fashion_mnist'
+  # Where prepared TFDS data lives; None means ~/tensorflow_datasets.
+  c.data_dir = config_dict.placeholder(str)
+  # imagenet2012 only: the folder holding ILSVRC2012_img_train.tar and
+  # ILSVRC2012_img_val.tar; None means <data_dir>/downloads/manual.
+  c.manual_dir = config_dict.placeholder(str)
+  # image_folder only: the folder holding one sub-folder per split.
+  c.root = config_dict.placeholder(str)
+  # Folder holding Debian's Fashion-MNIST IDX files (*-ubyte.gz).
+  c.fashion_mnist_dir = '/usr/share/datasets/fashion-mnist'
+  # Side of the square model input, in pixels.
+  c.image_size = 224
+  # Split names; None picks the data set's own ('train', and 'validation' for
+  # imagenet2012 / 'test' for fashion_mnist / the first of 'validation',
+  # 'val', 'test' present for image_folder).
+  c.train_split = config_dict.placeholder(str)
+  c.eval_split = config_dict.placeholder(str)
+
+  # --- Training crop --------------------------------------------------------
+  # Crop for the JPEG data sets: 'inception' (the paper: a patch of
+  # min_area..max_area of the image with aspect ratio min_aspect..max_aspect,
+  # center-crop fallback, fused with JPEG decoding), 'random_resized' (the
+  # same sampler with area random_resized_min_area..max_area), 'pad_and_crop'
+  # (pad by pad_fraction of the side, random crop of the original size) or
+  # 'resize' (the whole image, no crop).
+  c.crop = 'inception'
+  # The same choice for Fashion-MNIST; 8% crops of a 28x28 garment are mostly
+  # background, so it defaults to the light variant.
+  c.fashion_mnist_crop = 'random_resized'
+  c.min_area = 0.08
+  c.max_area = 1.0
+  c.min_aspect = 3.0 / 4.0
+  c.max_aspect = 4.0 / 3.0
+  c.random_resized_min_area = 0.6
+  # Attempts at sampling a crop that fits before falling back to the center.
+  c.crop_attempts = 10
+  c.pad_fraction = 0.125
+
+  # --- Other training augmentation -------------------------------------------
+  # Random horizontal flip, for the JPEG data sets and for Fashion-MNIST.
+  c.flip = True
+  c.fashion_mnist_flip = True
+  # Photometric distortions after Howard (2013), applied in random order to
+  # the JPEG data sets: brightness delta (on [0, 1] pixels), contrast and
+  # saturation factors in [1 - s, 1 + s], hue shift (fraction of the colour
+  # circle) and AlexNet's PCA lighting noise (std of the eigen-coefficients).
+  # The values are those of TF-slim's Inception preprocessing.
+  c.distort_color = True
+  c.brightness = 32.0 / 255.0
+  c.contrast = 0.5
+  c.saturation = 0.5
+  c.hue = 0.2
+  c.lighting = 0.1
+  # Resize with an interpolation drawn uniformly from bilinear, area, nearest
+  # and bicubic (the paper); False always uses bilinear.
+  c.random_interpolation = True
+
+  # --- Both training and evaluation -----------------------------------------
+  # 'imagenet' (subtract the ImageNet mean, divide by its std, per channel),
+  # 'minus_one_one' (scale to [-1, 1], what torchvision's transform_input
+  # weights expect) or 'none' ([0, 1]).
+  c.normalization = 'imagenet'
+
+  # --- Evaluation -----------------------------------------------------------
+  # Crops per evaluation image: 1 (center), 10 (4 corners + center, each
+  # mirrored) or 144 (the paper's scheme).
+  c.eval_crops = 1
+  # The center crop covers this fraction of the shorter side (224/256: the
+  # shorter side resized to 256, then a 224 center crop). The 10-crop scheme
+  # resizes the shorter side to image_size / eval_crop_fraction.
+  c.eval_crop_fraction = 0.875
+  # Fashion-MNIST evaluates on the whole (resized) image by default.
+  c.fashion_mnist_eval_crop_fraction = 1.0
+
+  # --- Robustness and throughput ---------------------------------------------
+  # image_folder: 'skip' reports and drops files that do not decode when the
+  # data set is prepared; 'error' stops with their list.
+  c.on_corrupt = 'skip'
+  # grain worker processes per host; 0 preprocesses in the main process.
+  c.worker_count = 0
+  # Batches each worker prepares ahead of the consumer.
+  c.worker_buffer_size = 2
+  return c

@@ -1,0 +1,147 @@
+"""Which data set, prepared where, and random access to its splits.
+
+Every data set ends up as a TFDS data set in the ``array_record`` format,
+whose ``as_data_source`` gives the random access by index that grain needs
+for a shuffled, sharded and exactly resumable order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import List, Optional, Tuple
+
+import tensorflow_datasets as tfds
+
+from inception_jax.data import config as config_lib
+from inception_jax.data import fashion_mnist
+from inception_jax.data import image_folder
+from inception_jax.data import imagenet
+from inception_jax.data import transforms
+
+FILE_FORMAT = 'array_record'
+
+
+@dataclasses.dataclass
+class DatasetInfo:
+  name: str
+  num_classes: int
+  class_names: List[str]
+  train_split: str
+  eval_split: str
+  num_train: int
+  num_eval: int
+
+
+def _data_dir(data_cfg) -> Optional[str]:
+  return os.path.expanduser(data_cfg.data_dir) if data_cfg.data_dir else None
+
+
+# Prepared builders of this process, so that creating the train and eval
+# iterators does not list (and fingerprint) an image folder again each time.
+_PREPARED = {}
+
+
+def prepare_builder(data_cfg) -> tfds.core.DatasetBuilder:
+  """The prepared TFDS builder of ``data_cfg.name`` (prepares it if needed)."""
+  key = (data_cfg.name, data_cfg.data_dir, data_cfg.manual_dir,
+         data_cfg.root, data_cfg.fashion_mnist_dir, data_cfg.on_corrupt)
+  if key not in _PREPARED:
+    _PREPARED[key] = _prepare_builder(data_cfg)
+  return _PREPARED[key]
+
+
+def _prepare_builder(data_cfg) -> tfds.core.DatasetBuilder:
+  name = data_cfg.name
+  data_dir = _data_dir(data_cfg)
+  if name == 'fashion_mnist':
+    if fashion_mnist.idx_files_present(data_cfg.fashion_mnist_dir):
+      builder = fashion_mnist.FashionMnistDebian(
+          idx_dir=data_cfg.fashion_mnist_dir, data_dir=data_dir,
+          file_format=FILE_FORMAT)
+    else:  # TFDS's own download, where the internet is reachable.
+      builder = tfds.builder('fashion_mnist', data_dir=data_dir,
+                             file_format=FILE_FORMAT)
+    if not builder.is_prepared():
+      builder.download_and_prepare()
+    return builder
+  if name == 'imagenet2012':
+    return imagenet.prepare(data_dir, data_cfg.manual_dir, FILE_FORMAT)
+  if name == 'image_folder':
+    if data_cfg.on_corrupt not in ('skip', 'error'):
+      raise ValueError(f'data.on_corrupt must be skip or error, got '
+                       f'{data_cfg.on_corrupt!r}.')
+    builder = image_folder.ImageFolderRecords(
+        listing=image_folder.list_folder(data_cfg.root),
+        on_corrupt=data_cfg.on_corrupt, data_dir=data_dir,
+        file_format=FILE_FORMAT)
+    if not builder.is_prepared():
+      builder.download_and_prepare()
+    return builder
+  raise ValueError(f'Unknown data.name {name!r}; expected one of '
+                   f'{", ".join(config_lib.DATASET_NAMES)}.')
+
+
+def _splits(data_cfg, builder) -> Tuple[str, str]:
+  available = list(builder.info.splits)
+  train = data_cfg.train_split or 'train'
+  if data_cfg.eval_split:
+    eval_split = data_cfg.eval_split
+  else:
+    eval_split = next((s for s in ('validation', 'val', 'test')
+                       if s in available), None)
+    if eval_split is None:
+      raise ValueError(f'{data_cfg.name} has no validation/val/test split '
+                       f'(it has {", ".join(available)}); set '
+                       'data.eval_split.')
+  return train, eval_split
+
+
+def _check_split(builder, data_cfg, split: str) -> None:
+  # Split expressions such as 'train[:90%]' are TFDS's to parse.
+  base = split.split('[')[0].split('+')[0]
+  if base not in builder.info.splits:
+    raise ValueError(f'{data_cfg.name} has no split {split!r}; it has '
+                     f'{", ".join(builder.info.splits)}.')
+
+
+def _num_examples(builder, split: str) -> int:
+  return builder.info.splits[split].num_examples
+
+
+def get_dataset_info(data_cfg) -> DatasetInfo:
+  """Prepares the data set if needed and describes it."""
+  builder = prepare_builder(data_cfg)
+  train, eval_split = _splits(data_cfg, builder)
+  label = builder.info.features['label']
+  for split in (train, eval_split):
+    _check_split(builder, data_cfg, split)
+  return DatasetInfo(
+      name=data_cfg.name, num_classes=label.num_classes,
+      class_names=list(label.names), train_split=train,
+      eval_split=eval_split, num_train=_num_examples(builder, train),
+      num_eval=_num_examples(builder, eval_split))
+
+
+def record_kind(data_cfg) -> str:
+  """Whether records hold encoded bytes or decoded arrays."""
+  return (transforms.ARRAY if data_cfg.name == 'fashion_mnist'
+          else transforms.ENCODED)
+
+
+def data_source(data_cfg, split: str):
+  """Random access to ``split``: records {'image', 'label', ...}.
+
+  Encoded images stay encoded (the transforms decode only their crop);
+  Fashion-MNIST's tiny PNGs are decoded by TFDS.
+  """
+  builder = prepare_builder(data_cfg)
+  _check_split(builder, data_cfg, split)
+  decoders = None
+  if record_kind(data_cfg) == transforms.ENCODED:
+    decoders = {'image': tfds.decode.SkipDecoding()}
+  return builder.as_data_source(split=split, decoders=decoders)
+
+
+def resolve_splits(data_cfg) -> Tuple[str, str]:
+  return _splits(data_cfg, prepare_builder(data_cfg))
