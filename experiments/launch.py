@@ -1,0 +1,470 @@
+r"""Runs a sweep on a Cloud TPU VM (one host or a pod slice) with gcloud.
+
+  python -m experiments.launch --sweep=ablation --config=configs/imagenet.py \
+      --tpu=inception-sweep --zone=us-central2-b --accelerator=v4-8 \
+      --root=gs://BUCKET/inception/ablation \
+      [--action=create,setup,start] [--spot] [--queued] [--project=P] \
+      [--config_args=...] [--set=data.data_dir=gs://BUCKET/tfds ...] \
+      [--dry_run=False]
+
+By default (`--dry_run=True`) this prints the exact commands and runs
+nothing; `--dry_run=False` runs them in order and stops at the first one that
+fails. Actions, in the order a sweep needs them:
+
+  create   the TPU VM (`tpu-vm create`), or with --queued a queued resource
+           (`queued-resources create`) and a wait until it is ACTIVE; --spot
+           asks for Spot capacity. The runtime version follows the
+           accelerator family (v2-v4: tpu-ubuntu2204-base, v5e:
+           v2-alpha-tpuv5-lite, v5p: v2-alpha-tpuv5, v6e: v2-alpha-tpuv6e).
+  setup    packs this working tree (without .git, .venv, runs/) into a
+           tarball, copies it to every worker, and installs Python 3.11 (the
+           pinned numpy needs it; the VM image has 3.10) with
+           requirements.txt and the matching `jax[tpu]` into a venv.
+  start    starts the sweep on every worker (`--worker=all`) under nohup,
+           logging to ~/inception_jax/logs/sweep-<sweep>.log: members run one
+           after another, each with `--config.multihost=True` and its workdir
+           under --root on GCS. A member is retried until its
+           `summary.json` exists (training writes it only at the very end),
+           so a member stopped by a crash or a SIGTERM resumes from its
+           checkpoint; members already finished are skipped. After a
+           preemption of the whole VM, `create,setup,start` again continues
+           where the sweep stopped.
+  status   the tail of worker 0's sweep log.
+  logs     copies worker 0's sweep log here (--local_dir).
+  results  copies the runs' metrics and configs (not the checkpoints) from
+           GCS into --local_dir, for `python -m experiments.report`.
+  stop     SIGTERMs the sweep on every worker: training saves a checkpoint
+           and exits; `start` later resumes it.
+  delete   deletes the TPU VM (or the queued resource with its VM).
+
+Every command goes through a runner (argv list -> exit status), so tests
+check the generated commands without touching the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
+
+from absl import app
+from absl import flags
+
+from experiments import run as run_lib
+from experiments import sweeps
+
+# Runtime (software) versions for JAX, per accelerator family, from the Cloud
+# TPU "TPU software versions" page.
+RUNTIME_VERSIONS: Dict[str, str] = {
+    'v2': 'tpu-ubuntu2204-base',
+    'v3': 'tpu-ubuntu2204-base',
+    'v4': 'tpu-ubuntu2204-base',
+    'v5litepod': 'v2-alpha-tpuv5-lite',
+    'v5p': 'v2-alpha-tpuv5',
+    'v6e': 'v2-alpha-tpuv6e',
+}
+ACTIONS = ('create', 'setup', 'start', 'status', 'logs', 'results', 'stop',
+           'delete')
+LIBTPU_FIND_LINKS = ('https://storage.googleapis.com/jax-releases/'
+                     'libtpu_releases.html')
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARBALL_EXCLUDES = ('./.git', './.venv', './runs', '__pycache__', '*.pyc',
+                    '.pytest_cache')
+
+Runner = Callable[[List[str]], int]
+
+
+def accelerator_family(accelerator: str) -> str:
+  """'v4-8' -> 'v4', 'v5litepod-16' -> 'v5litepod'."""
+  match = re.fullmatch(r'(v\d+[a-z]*)-(\d+)', accelerator)
+  if not match or match.group(1) not in RUNTIME_VERSIONS:
+    hint = (' (v5e slices are called v5litepod-N)'
+            if accelerator.startswith('v5e') else '')
+    raise ValueError(
+        f'--accelerator={accelerator!r} is not a Cloud TPU accelerator type '
+        f'like v4-8, v5litepod-8, v5p-8 or v6e-8{hint}; families: '
+        f'{", ".join(RUNTIME_VERSIONS)}.')
+  return match.group(1)
+
+
+def runtime_version(accelerator: str) -> str:
+  return RUNTIME_VERSIONS[accelerator_family(accelerator)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+  """Where the sweep runs."""
+  tpu: str
+  zone: str
+  accelerator: str
+  project: Optional[str] = None
+  spot: bool = False
+  queued: bool = False
+  version: Optional[str] = None  # None: the family's runtime version
+
+  @property
+  def runtime(self) -> str:
+    return self.version or runtime_version(self.accelerator)
+
+  def flags(self) -> List[str]:
+    """Location flags every gcloud command takes."""
+    out = [f'--zone={self.zone}']
+    if self.project:
+      out.append(f'--project={self.project}')
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+  action: str
+  description: str
+  argv: List[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Remote:
+  """Paths on the workers, relative to the login user's home directory."""
+  code_dir: str = 'inception_jax'
+  tarball: str = 'inception_jax.tar.gz'
+  python_version: str = '3.11'
+
+  @property
+  def python(self) -> str:
+    return '.venv/bin/python'
+
+  def log(self, sweep: str) -> str:
+    return f'logs/sweep-{sweep}.log'
+
+  def pid(self, sweep: str) -> str:
+    return f'logs/sweep-{sweep}.pid'
+
+
+def _tpu_vm(verb: str, target: Target, *args: str) -> List[str]:
+  return ['gcloud', 'compute', 'tpus', 'tpu-vm', verb, *args, *target.flags()]
+
+
+def _ssh(target: Target, command: str, worker: str = 'all') -> List[str]:
+  return _tpu_vm('ssh', target, target.tpu, f'--worker={worker}',
+                 f'--command={command}')
+
+
+def create_steps(target: Target) -> List[Step]:
+  spot = ['--spot'] if target.spot else []
+  if not target.queued:
+    return [Step('create', f'create the TPU VM {target.tpu}', _tpu_vm(
+        'create', target, target.tpu,
+        f'--accelerator-type={target.accelerator}',
+        f'--version={target.runtime}', *spot))]
+  qr = ['gcloud', 'compute', 'tpus', 'queued-resources']
+  describe = shlex.join(qr + ['describe', target.tpu, *target.flags(),
+                              '--format=value(state.state)'])
+  # FAILED or SUSPENDED will not turn ACTIVE by waiting: stop and say so.
+  wait = (f'while true; do state=$({describe}); echo "queued resource '
+          f'{target.tpu}: $state"; case "$state" in ACTIVE) exit 0;; '
+          f'FAILED|SUSPENDED) exit 1;; esac; sleep 60; done')
+  return [
+      Step('create', f'queue a request for {target.accelerator}',
+           qr + ['create', target.tpu, f'--node-id={target.tpu}',
+                 f'--accelerator-type={target.accelerator}',
+                 f'--runtime-version={target.runtime}', *spot,
+                 *target.flags()]),
+      Step('create', 'wait until the queued resource is ACTIVE',
+           ['bash', '-c', wait]),
+  ]
+
+
+def jax_version(requirements: str) -> Optional[str]:
+  """The version pinned by `jax==X` in a requirements file, if any."""
+  if not os.path.exists(requirements):
+    return None
+  with open(requirements, encoding='utf-8') as f:
+    for line in f:
+      match = re.match(r'\s*jax==([^\s;#]+)', line)
+      if match:
+        return match.group(1)
+  return None
+
+
+def setup_steps(target: Target, *, local_tarball: str, remote: Remote,
+                repo_dir: str = REPO_DIR,
+                jax_pin: Optional[str] = None) -> List[Step]:
+  tar = ['tar', *[f'--exclude={e}' for e in TARBALL_EXCLUDES], '-czf',
+         local_tarball, '-C', repo_dir, '.']
+  jax_tpu = f'jax[tpu]=={jax_pin}' if jax_pin else 'jax[tpu]'
+  uv = '"$HOME/.local/bin/uv"'
+  code = shlex.quote(remote.code_dir)
+  install = ' && '.join([
+      'set -e',
+      f'rm -rf {code}', f'mkdir -p {code}',
+      f'tar -xzf {shlex.quote(remote.tarball)} -C {code}',
+      f'cd {code}',
+      'python3 -m pip install --user --quiet --upgrade uv',
+      f'{uv} venv --quiet --python {shlex.quote(remote.python_version)} .venv',
+      f'{uv} pip install --quiet --python {remote.python} -r requirements.txt '
+      f'{shlex.quote(jax_tpu)} --find-links {LIBTPU_FIND_LINKS}',
+      f'{remote.python} -c "import jax; print(jax.process_index(), '
+      f'jax.local_device_count(), jax.device_count())"',
+  ])
+  return [
+      Step('setup', 'pack this working tree', tar),
+      Step('setup', 'copy it to every worker', _tpu_vm(
+          'scp', target, local_tarball, f'{target.tpu}:{remote.tarball}',
+          '--worker=all')),
+      Step('setup', 'unpack and install on every worker',
+           _ssh(target, install)),
+  ]
+
+
+def sweep_script(members: Sequence[sweeps.Member], *, config: str, root: str,
+                 config_args: Optional[str] = None,
+                 sets: Optional[Mapping[str, str]] = None,
+                 python: str = '.venv/bin/python', max_attempts: int = 20,
+                 poll_s: int = 5, poll_count: int = 24,
+                 retry_sleep_s: int = 60) -> str:
+  """The bash script each worker runs: every member, retried until finished.
+
+  On a pod slice every worker runs this same script, and a member's
+  processes must all be in the same member at once. Only process 0 writes
+  `summary.json`, a moment after the others may have exited, so a worker
+  whose training exited 0 waits for the marker (up to poll_count x poll_s
+  seconds) before deciding that the member stopped early and needs another
+  attempt.
+  """
+  marker = run_lib.FINISHED_MARKER
+  lines = [
+      'set -u',
+      'failed=0',
+      f'finished() {{ gcloud storage ls "$1/{marker}" > /dev/null 2>&1; }}',
+      'run_member() {',
+      '  local workdir=$1 attempt i',
+      '  shift',
+      f'  for attempt in $(seq 1 {max_attempts}); do',
+      '    if finished "$workdir"; then',
+      '      echo "finished: $workdir"; return 0',
+      '    fi',
+      '    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) attempt $attempt: $workdir"',
+      '    if "$@"; then',
+      f'      for i in $(seq 1 {poll_count}); do',
+      f'        finished "$workdir" && break; sleep {poll_s}',
+      '      done',
+      '    fi',
+      '    if finished "$workdir"; then',
+      '      echo "finished: $workdir"; return 0',
+      '    fi',
+      f'    sleep {retry_sleep_s}',
+      '  done',
+      f'  echo "gave up on $workdir after {max_attempts} attempts"',
+      '  failed=1',
+      '}',
+  ]
+  for member in members:
+    workdir = sweeps.join_path(root, member.dirname)
+    args = sweeps.train_args(config, member, workdir, config_args=config_args,
+                             sets=sets, extra_overrides={'multihost': True})
+    lines.append(shlex.join(['run_member', workdir, python, '-m',
+                             'inception_jax.main', *args]))
+  lines.append('echo "sweep done (failed=$failed)"')
+  lines.append('exit $failed')
+  return '\n'.join(lines) + '\n'
+
+
+def start_steps(target: Target, script: str, *, sweep: str,
+                remote: Remote) -> List[Step]:
+  log, pid = shlex.quote(remote.log(sweep)), shlex.quote(remote.pid(sweep))
+  # setsid puts the loop and its training processes in one process group, so
+  # `stop` reaches all of them; the redirections let ssh return at once.
+  command = (
+      f'cd {shlex.quote(remote.code_dir)} && mkdir -p logs && '
+      f'if [ -f {pid} ] && kill -0 "$(cat {pid})" 2> /dev/null; then '
+      f'echo "sweep {sweep} is already running"; exit 1; fi && '
+      f'{{ setsid nohup bash -c {shlex.quote(script)} > {log} 2>&1 '
+      f'< /dev/null & echo $! > {pid}; }}')
+  return [Step('start', f'start sweep {sweep} on every worker',
+               _ssh(target, command))]
+
+
+def status_steps(target: Target, *, sweep: str, remote: Remote) -> List[Step]:
+  log = shlex.quote(f'{remote.code_dir}/{remote.log(sweep)}')
+  return [Step('status', 'tail of worker 0\'s sweep log',
+               _ssh(target, f'tail -n 40 {log}', worker='0'))]
+
+
+def logs_steps(target: Target, *, sweep: str, remote: Remote,
+               local_dir: str) -> List[Step]:
+  return [
+      Step('logs', 'make the local log folder', ['mkdir', '-p', local_dir]),
+      Step('logs', 'copy worker 0\'s sweep log', _tpu_vm(
+          'scp', target,
+          f'{target.tpu}:{remote.code_dir}/{remote.log(sweep)}',
+          local_dir.rstrip('/') + '/', '--worker=0')),
+  ]
+
+
+def results_steps(root: str, local_dir: str) -> List[Step]:
+  return [
+      Step('results', 'make the local results folder',
+           ['mkdir', '-p', local_dir]),
+      Step('results', 'copy metrics and configs, not checkpoints', [
+          'gcloud', 'storage', 'rsync', root, local_dir, '--recursive',
+          '--exclude=.*/checkpoints/.*']),
+  ]
+
+
+def stop_steps(target: Target, *, sweep: str, remote: Remote) -> List[Step]:
+  pid = shlex.quote(f'{remote.code_dir}/{remote.pid(sweep)}')
+  return [Step('stop', 'SIGTERM the sweep on every worker', _ssh(
+      target, f'kill -TERM -- -"$(cat {pid})"'))]
+
+
+def delete_steps(target: Target) -> List[Step]:
+  if target.queued:
+    argv = ['gcloud', 'compute', 'tpus', 'queued-resources', 'delete',
+            target.tpu, *target.flags(), '--force', '--quiet']
+  else:
+    argv = _tpu_vm('delete', target, target.tpu, '--quiet')
+  return [Step('delete', 'delete the TPU (billing stops)', argv)]
+
+
+def plan(actions: Sequence[str], *, target: Target,
+         members: Sequence[sweeps.Member], sweep: str, config: str, root: str,
+         config_args: Optional[str] = None,
+         sets: Optional[Mapping[str, str]] = None,
+         remote: Remote = Remote(), local_tarball: Optional[str] = None,
+         local_dir: Optional[str] = None, repo_dir: str = REPO_DIR,
+         max_attempts: int = 20) -> List[Step]:
+  """The commands for `actions`, in the order given."""
+  unknown = [a for a in actions if a not in ACTIONS]
+  if unknown:
+    raise ValueError(f'unknown action(s) {", ".join(unknown)}; actions: '
+                     f'{", ".join(ACTIONS)}.')
+  if not root.startswith('gs://'):
+    raise ValueError(f'--root={root!r} must be a gs:// URL: every worker '
+                     f'writes to it, and it outlives the TPU VM.')
+  runtime_version(target.accelerator)  # fail early on a bad accelerator
+  if ':' in config:
+    raise ValueError('give config args with --config_args, not after ":" in '
+                     '--config (members add their own).')
+  local_tarball = local_tarball or os.path.join(
+      tempfile.gettempdir(), f'{target.tpu}-code.tar.gz')
+  local_dir = local_dir or os.path.join('runs', sweep)
+  steps: List[Step] = []
+  for action in actions:
+    if action == 'create':
+      steps += create_steps(target)
+    elif action == 'setup':
+      steps += setup_steps(
+          target, local_tarball=local_tarball, remote=remote,
+          repo_dir=repo_dir,
+          jax_pin=jax_version(os.path.join(repo_dir, 'requirements.txt')))
+    elif action == 'start':
+      script = sweep_script(members, config=config, root=root,
+                            config_args=config_args, sets=sets,
+                            python=remote.python, max_attempts=max_attempts)
+      steps += start_steps(target, script, sweep=sweep, remote=remote)
+    elif action == 'status':
+      steps += status_steps(target, sweep=sweep, remote=remote)
+    elif action == 'logs':
+      steps += logs_steps(target, sweep=sweep, remote=remote,
+                          local_dir=local_dir)
+    elif action == 'results':
+      steps += results_steps(root, local_dir)
+    elif action == 'stop':
+      steps += stop_steps(target, sweep=sweep, remote=remote)
+    elif action == 'delete':
+      steps += delete_steps(target)
+  return steps
+
+
+def format_plan(steps: Sequence[Step]) -> str:
+  lines = []
+  for step in steps:
+    lines.append(f'# {step.action}: {step.description}')
+    lines.append(shlex.join(step.argv))
+  return '\n'.join(lines)
+
+
+def execute(steps: Sequence[Step], runner: Runner,
+            log: Callable[[str], None] = print) -> int:
+  """Runs the steps in order; returns the first non-zero status, or 0."""
+  for step in steps:
+    log(f'# {step.action}: {step.description}\n{shlex.join(step.argv)}')
+    status = runner(step.argv)
+    if status != 0:
+      log(f'error: that command exited with status {status}; stopping.')
+      return status
+  return 0
+
+
+def subprocess_runner(argv: List[str]) -> int:
+  return subprocess.call(argv)
+
+
+FLAGS = flags.FLAGS
+
+
+def main(argv, runner: Runner = subprocess_runner) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  try:
+    target = Target(tpu=FLAGS.tpu, zone=FLAGS.zone,
+                    accelerator=FLAGS.accelerator, project=FLAGS.project,
+                    spot=FLAGS.spot, queued=FLAGS.queued,
+                    version=FLAGS.runtime_version)
+    actions = [a.strip() for a in FLAGS.action.split(',') if a.strip()]
+    steps = plan(
+        actions, target=target, members=run_lib.selected_members(),
+        sweep=FLAGS.sweep, config=FLAGS.config, root=FLAGS.root,
+        config_args=FLAGS.config_args, sets=sweeps.parse_sets(FLAGS.set),
+        remote=Remote(code_dir=FLAGS.remote_dir,
+                      python_version=FLAGS.python_version),
+        local_tarball=FLAGS.tarball, local_dir=FLAGS.local_dir,
+        max_attempts=FLAGS.max_attempts)
+  except ValueError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  if FLAGS.dry_run:
+    print(format_plan(steps))
+    return 0
+  return execute(steps, runner)
+
+
+def define_flags() -> None:
+  run_lib.define_sweep_flags()
+  flags.DEFINE_string('tpu', None, 'TPU VM (and queued resource) name.')
+  flags.DEFINE_string('zone', None, 'Zone, e.g. us-central2-b.')
+  flags.DEFINE_string('accelerator', 'v4-8',
+                      'Accelerator type: v4-8, v5litepod-8, v5p-8, v6e-8, ...')
+  flags.DEFINE_string('project', None,
+                      'GCP project; default: gcloud\'s configured one.')
+  flags.DEFINE_string('runtime_version', None,
+                      'TPU software version; default: the accelerator '
+                      'family\'s (see RUNTIME_VERSIONS).')
+  flags.DEFINE_bool('spot', False, 'Ask for Spot (preemptible) capacity.')
+  flags.DEFINE_bool('queued', False,
+                    'Create through a queued resource and wait for it.')
+  flags.DEFINE_string('action', 'create,setup,start',
+                      f'Comma-separated actions: {", ".join(ACTIONS)}.')
+  flags.DEFINE_bool('dry_run', True,
+                    'Print the commands (default); False runs them.')
+  flags.DEFINE_string('remote_dir', 'inception_jax',
+                      'Code directory on the workers, under the home dir.')
+  flags.DEFINE_string('python_version', '3.11',
+                      'Python for the workers\' venv (installed by uv).')
+  flags.DEFINE_string('tarball', None,
+                      'Local path of the code tarball; default: a temp file.')
+  flags.DEFINE_string('local_dir', None,
+                      'Local folder for `logs` and `results`; default: '
+                      'runs/<sweep>.')
+  flags.DEFINE_integer('max_attempts', 20,
+                       'Attempts per member before the sweep moves on.')
+  flags.mark_flags_as_required(['tpu', 'zone'])
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(lambda argv: sys.exit(main(argv)))

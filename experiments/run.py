@@ -1,0 +1,222 @@
+r"""Runs a sweep's members one after another on this machine.
+
+  python -m experiments.run --sweep=ablation \
+      --config=configs/fashion_mnist.py --root=runs/ablation \
+      [--config_args=runlocal] [--set=optimizer.lr=0.05 ...] [--seeds=0,1] \
+      [--only=REGEX] [--dry_run]
+
+Every member trains with `python -m inception_jax.main` in its own process
+(a crash or an out-of-memory in one member cannot take the sweep down) into
+`ROOT/<member directory>`. A member whose directory holds `summary.json`,
+which training writes only when it ran to the end, is skipped; any other
+member is started, and one that was interrupted resumes from its newest
+checkpoint. A failing member is reported and the sweep goes on; the exit
+status is non-zero if any member failed, so a second invocation of the same
+command finishes exactly what is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import subprocess
+import sys
+import time
+from typing import Callable, List, Mapping, Optional, Sequence
+
+from absl import app
+from absl import flags
+
+from experiments import sweeps
+
+# Written by training only after the last step's checkpoint and evaluation,
+# never after a SIGTERM save: its presence means "finished".
+FINISHED_MARKER = 'summary.json'
+
+Runner = Callable[[List[str]], int]
+
+
+def exists(path: str) -> bool:
+  """os.path.exists, and tf.io.gfile for gs:// paths."""
+  if path.startswith('gs://'):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return tf.io.gfile.exists(path)
+  return os.path.exists(path)
+
+
+def is_finished(workdir: str) -> bool:
+  return exists(sweeps.join_path(workdir, FINISHED_MARKER))
+
+
+def has_started(workdir: str) -> bool:
+  """True where an earlier attempt left metrics or checkpoints to resume."""
+  return (exists(sweeps.join_path(workdir, 'metrics.jsonl')) or
+          exists(sweeps.join_path(workdir, 'checkpoints')))
+
+
+def member_command(member: sweeps.Member, *, config: str, root: str,
+                   python: str = sys.executable,
+                   config_args: Optional[str] = None,
+                   sets: Optional[Mapping[str, str]] = None) -> List[str]:
+  workdir = sweeps.join_path(root, member.dirname)
+  return [python, '-m', 'inception_jax.main'] + sweeps.train_args(
+      config, member, workdir, config_args=config_args, sets=sets)
+
+
+@dataclasses.dataclass
+class Outcome:
+  member: sweeps.Member
+  status: str  # 'skipped' | 'finished' | 'failed' | 'unfinished' | 'dry run'
+  returncode: Optional[int] = None
+  seconds: float = 0.0
+
+
+def subprocess_runner(command: List[str]) -> int:
+  """Runs a command with this terminal's output; returns its exit status."""
+  return subprocess.call(command)
+
+
+def run_sweep(members: Sequence[sweeps.Member], *, config: str, root: str,
+              runner: Runner = subprocess_runner,
+              python: str = sys.executable,
+              config_args: Optional[str] = None,
+              sets: Optional[Mapping[str, str]] = None,
+              retries: int = 0, dry_run: bool = False,
+              log: Callable[[str], None] = print) -> List[Outcome]:
+  """Runs the unfinished members; returns one Outcome per member.
+
+  Args:
+    members: the sweep's members, run in this order.
+    config: the config file, e.g. 'configs/fashion_mnist.py'.
+    root: the sweep's directory; member i runs in root/<dirname>.
+    runner: takes a command (argv list) and returns its exit status.
+    python: the interpreter for the training processes.
+    config_args: config args for every member.
+    sets: --config.<key>=<value> overrides for every member.
+    retries: extra attempts for a member that exits 0 without finishing (a
+      SIGTERM makes training save and exit 0); failures are not retried,
+      since an error in the config would only repeat.
+    dry_run: print the commands, run nothing.
+    log: where progress lines go.
+  """
+  outcomes = []
+  for i, member in enumerate(members):
+    workdir = sweeps.join_path(root, member.dirname)
+    command = member_command(member, config=config, root=root, python=python,
+                             config_args=config_args, sets=sets)
+    prefix = f'[{i + 1}/{len(members)}] {member.name}'
+    if dry_run:
+      state = ('finished, would skip' if is_finished(workdir) else
+               'would resume' if has_started(workdir) else 'would start')
+      log(f'# {prefix}: {state}')
+      log(shlex.join(command))
+      outcomes.append(Outcome(member, 'dry run'))
+      continue
+    if is_finished(workdir):
+      log(f'{prefix}: finished earlier, skipped ({workdir})')
+      outcomes.append(Outcome(member, 'skipped'))
+      continue
+    start = time.time()
+    outcome = None
+    for attempt in range(retries + 1):
+      verb = 'resuming' if has_started(workdir) else 'starting'
+      log(f'{prefix}: {verb}' + (f' (attempt {attempt + 1})' if attempt
+                                 else '') + f'\n  {shlex.join(command)}')
+      returncode = runner(command)
+      if returncode != 0:
+        outcome = Outcome(member, 'failed', returncode)
+        break
+      if is_finished(workdir):
+        outcome = Outcome(member, 'finished', returncode)
+        break
+      outcome = Outcome(member, 'unfinished', returncode)
+    outcome.seconds = time.time() - start
+    if outcome.status == 'failed':
+      log(f'{prefix}: FAILED with exit status {outcome.returncode}; '
+          f'going on with the next member')
+    elif outcome.status == 'unfinished':
+      log(f'{prefix}: stopped before the end (preempted?); rerun the sweep '
+          f'to resume it')
+    else:
+      log(f'{prefix}: finished in {outcome.seconds:.0f}s')
+    outcomes.append(outcome)
+  return outcomes
+
+
+def format_outcomes(outcomes: Sequence[Outcome]) -> str:
+  lines = ['Sweep summary:']
+  for o in outcomes:
+    extra = f' (exit status {o.returncode})' if o.status == 'failed' else ''
+    lines.append(f'  {o.status:<10} {o.member.name}{extra}')
+  return '\n'.join(lines)
+
+
+def sweep_ok(outcomes: Sequence[Outcome]) -> bool:
+  return all(o.status in ('skipped', 'finished', 'dry run') for o in outcomes)
+
+
+FLAGS = flags.FLAGS
+
+
+def define_sweep_flags() -> None:
+  """Flags shared with the Cloud TPU launcher."""
+  flags.DEFINE_string('sweep', None,
+                      f'Sweep name: {", ".join(sorted(sweeps.SWEEPS))}.')
+  flags.DEFINE_string('config', None,
+                      'Config file, e.g. configs/fashion_mnist.py (no args; '
+                      'see --config_args).')
+  flags.DEFINE_string('root', None, 'Directory of the sweep\'s runs.')
+  flags.DEFINE_string('config_args', None,
+                      'Config args for every member, e.g. runlocal or '
+                      'norm=lrn; a member\'s own args win.')
+  flags.DEFINE_multi_string('set', [],
+                            'key=value: --config.key=value for every member '
+                            '(repeatable).')
+  flags.DEFINE_string('seeds', None,
+                      'Comma-separated seeds replacing the sweep\'s own.')
+  flags.DEFINE_string('only', None,
+                      'Regular expression: run only the members whose name '
+                      'or directory matches.')
+  flags.mark_flags_as_required(['sweep', 'config', 'root'])
+
+
+def selected_members() -> List[sweeps.Member]:
+  members = sweeps.get_sweep(FLAGS.sweep, sweeps.parse_seeds(FLAGS.seeds))
+  members = sweeps.select(members, FLAGS.only)
+  if not members:
+    raise ValueError(f'--only={FLAGS.only!r} matches no member of sweep '
+                     f'{FLAGS.sweep!r}.')
+  return members
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  try:
+    if ':' in FLAGS.config:
+      raise ValueError('give config args with --config_args, not after ":" '
+                       'in --config (members add their own).')
+    members = selected_members()
+    outcomes = run_sweep(
+        members, config=FLAGS.config, root=FLAGS.root,
+        python=FLAGS.python, config_args=FLAGS.config_args,
+        sets=sweeps.parse_sets(FLAGS.set), retries=FLAGS.retries,
+        dry_run=FLAGS.dry_run)
+  except ValueError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  if not FLAGS.dry_run:
+    print(format_outcomes(outcomes))
+  return 0 if sweep_ok(outcomes) else 1
+
+
+if __name__ == '__main__':
+  define_sweep_flags()
+  flags.DEFINE_bool('dry_run', False, 'Print the commands, run nothing.')
+  flags.DEFINE_string('python', sys.executable,
+                      'Interpreter for the training processes.')
+  flags.DEFINE_integer('retries', 1,
+                       'Extra attempts for a member that stops early without '
+                       'an error (a SIGTERM); errors are never retried.')
+  app.run(lambda argv: sys.exit(main(argv)))

@@ -1,0 +1,529 @@
+"""Sweeps, the local sweep runner, the Cloud TPU launcher and the report.
+
+Nothing here trains or reaches the network: training processes are fake
+runners or tiny shell scripts, gcloud is a stub, and run directories are
+written by hand with the files training writes.
+"""
+
+import ast
+import csv
+import json
+import math
+import os
+import shlex
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from experiments import launch
+from experiments import report
+from experiments import run as run_lib
+from experiments import sweeps
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# --- Sweeps -------------------------------------------------------------------
+
+def test_ablation_is_module_by_aux_by_seed():
+  members = sweeps.get_sweep('ablation')
+  assert [m.name for m in members] == [
+      'module=reduced,aux=True,seed=0', 'module=reduced,aux=True,seed=1',
+      'module=reduced,aux=False,seed=0', 'module=reduced,aux=False,seed=1',
+      'module=naive,aux=True,seed=0', 'module=naive,aux=True,seed=1',
+      'module=naive,aux=False,seed=0', 'module=naive,aux=False,seed=1']
+  assert members[6].dirname == 'module-naive_aux-False_seed-0'
+  assert members[6].config_args == {'module': 'naive', 'aux': False}
+  assert members[6].overrides == {'seed': 0}
+
+
+def test_norm_sweep_and_seed_override():
+  assert [m.name for m in sweeps.get_sweep('norm')] == [
+      'norm=lrn,seed=0', 'norm=batchnorm,seed=0', 'norm=none,seed=0']
+  members = sweeps.get_sweep('ablation', seeds=[3])
+  assert len(members) == 4 and all(m.overrides == {'seed': 3}
+                                   for m in members)
+  with pytest.raises(ValueError, match='unknown sweep'):
+    sweeps.get_sweep('nope')
+
+
+def test_product_and_zip_helpers():
+  grid = sweeps.product(sweeps.axis('a', [1, 2]), sweeps.axis('b', ['x', 'y']))
+  assert grid == [{'a': 1, 'b': 'x'}, {'a': 1, 'b': 'y'},
+                  {'a': 2, 'b': 'x'}, {'a': 2, 'b': 'y'}]
+  zipped = sweeps.zip_axes(sweeps.axis('optimizer.lr', [0.1, 0.2]),
+                           sweeps.axis('batch_size', [128, 256]))
+  assert zipped == [{'optimizer.lr': 0.1, 'batch_size': 128},
+                    {'optimizer.lr': 0.2, 'batch_size': 256}]
+  with pytest.raises(ValueError, match='equal length'):
+    sweeps.zip_axes(sweeps.axis('a', [1]), sweeps.axis('b', [1, 2]))
+  with pytest.raises(ValueError, match="set 'a' twice"):
+    sweeps.product(sweeps.axis('a', [1]), sweeps.axis('a', [2]))
+
+
+def test_directory_names_are_filesystem_safe():
+  member = sweeps.Member((('data.root', '/x y/z'), ('optimizer.lr', 0.1)))
+  assert member.name == 'data.root=/x y/z,optimizer.lr=0.1'
+  assert member.dirname == 'data.root--x-y-z_optimizer.lr-0.1'
+
+
+def test_config_args_match_the_configs():
+  # Parsed, not imported: importing configs pulls in TensorFlow.
+  with open(os.path.join(REPO, 'configs', 'common.py')) as f:
+    tree = ast.parse(f.read())
+  for node in ast.walk(tree):
+    if (isinstance(node, ast.AnnAssign) and
+        getattr(node.target, 'id', None) == 'ABLATIONS'):
+      keys = {k.value for k in node.value.keys}
+      break
+  else:
+    raise AssertionError('ABLATIONS not found in configs/common.py')
+  assert keys == set(sweeps.CONFIG_ARGS)
+
+
+def test_train_args_merge_base_args_and_overrides():
+  member = sweeps.get_sweep('ablation')[6]  # naive, aux=False, seed 0
+  args = sweeps.train_args(
+      'configs/fashion_mnist.py', member, 'ROOT/' + member.dirname,
+      config_args='module=reduced,runlocal,norm=lrn',
+      sets={'optimizer.lr': '0.05'})
+  assert args == [
+      '--config=configs/fashion_mnist.py:module=naive,runlocal,norm=lrn,'
+      'aux=False',
+      '--config.seed=0', '--config.optimizer.lr=0.05',
+      '--workdir=ROOT/module-naive_aux-False_seed-0']
+  with pytest.raises(ValueError, match='conflicts with the sweep'):
+    sweeps.train_args('c.py', member, 'w', sets={'seed': '5'})
+  assert sweeps.parse_sets(['config.eval_raw=True']) == {'eval_raw': 'True'}
+  with pytest.raises(ValueError):
+    sweeps.parse_sets(['no_equals'])
+
+
+# --- Local runner -------------------------------------------------------------
+
+def _write(path, text=''):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, 'w') as f:
+    f.write(text)
+
+
+def _workdir(command):
+  return next(a.split('=', 1)[1] for a in command
+              if a.startswith('--workdir='))
+
+
+class FakeTrainer:
+  """Stands in for `python -m inception_jax.main`: scripted exit statuses."""
+
+  def __init__(self, script=None):
+    self.script = script or {}  # dirname -> list of 'finish'|'preempt'|int
+    self.calls = []
+
+  def __call__(self, command):
+    workdir = _workdir(command)
+    name = os.path.basename(workdir)
+    self.calls.append(name)
+    action = self.script.get(name, ['finish']).pop(0)
+    _write(os.path.join(workdir, 'metrics.jsonl'), '{"step": 1}\n')
+    if action == 'finish':
+      _write(os.path.join(workdir, 'summary.json'), '{}')
+      return 0
+    if action == 'preempt':
+      return 0
+    return action
+
+
+def test_run_skips_finished_resumes_unfinished_and_survives_failures(tmp_path):
+  root = str(tmp_path)
+  members = sweeps.get_sweep('ablation', seeds=[0])
+  done, partial, failing, preempted = (m.dirname for m in members)
+  _write(os.path.join(root, done, 'summary.json'), '{}')
+  _write(os.path.join(root, partial, 'metrics.jsonl'), '{"step": 5}\n')
+  trainer = FakeTrainer({failing: [3], preempted: ['preempt', 'finish']})
+  lines = []
+  outcomes = run_lib.run_sweep(members, config='configs/fashion_mnist.py',
+                               root=root, runner=trainer, python='PY',
+                               retries=1, log=lines.append)
+  assert [o.status for o in outcomes] == ['skipped', 'finished', 'failed',
+                                          'finished']
+  assert outcomes[2].returncode == 3
+  assert trainer.calls == [partial, failing, preempted, preempted]
+  assert any('resuming' in l and partial in l for l in lines)
+  assert not run_lib.sweep_ok(outcomes)
+
+
+def test_run_without_retries_leaves_a_preempted_member_unfinished(tmp_path):
+  members = sweeps.get_sweep('smoke')
+  trainer = FakeTrainer({members[0].dirname: ['preempt']})
+  outcomes = run_lib.run_sweep(members, config='c.py', root=str(tmp_path),
+                               runner=trainer, retries=0, log=lambda s: None)
+  assert [o.status for o in outcomes] == ['unfinished', 'finished']
+  assert not run_lib.sweep_ok(outcomes)
+
+
+def test_run_command_line_with_a_fake_interpreter(tmp_path):
+  # The "interpreter" finishes reduced members and fails naive ones.
+  fake = tmp_path / 'fake_python'
+  fake.write_text(
+      '#!/bin/bash\n'
+      'for a in "$@"; do case "$a" in --workdir=*) w="${a#--workdir=}";; '
+      'esac; done\n'
+      'echo "$@" >> "$(dirname "$0")/calls.txt"\n'
+      'case "$w" in *naive*) exit 2;; esac\n'
+      'mkdir -p "$w" && echo {} > "$w/summary.json"\n')
+  fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+  root = tmp_path / 'sweep'
+  command = [sys.executable, '-m', 'experiments.run', '--sweep=smoke',
+             '--config=configs/fashion_mnist.py', f'--root={root}',
+             '--config_args=runlocal', f'--python={fake}']
+  result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+  assert result.returncode == 1, result.stderr
+  assert 'failed     module=naive,seed=0 (exit status 2)' in result.stdout
+  assert (root / 'module-reduced_seed-0' / 'summary.json').exists()
+  calls = (tmp_path / 'calls.txt').read_text().splitlines()
+  assert calls[0] == ('-m inception_jax.main '
+                      '--config=configs/fashion_mnist.py:runlocal,'
+                      'module=reduced --config.seed=0 '
+                      f'--workdir={root}/module-reduced_seed-0')
+  # The second invocation only retries what failed.
+  subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+  calls = (tmp_path / 'calls.txt').read_text().splitlines()
+  assert len(calls) == 3 and 'naive' in calls[2]
+  dry = subprocess.run(command + ['--dry_run'], cwd=REPO,
+                       capture_output=True, text=True)
+  assert dry.returncode == 0
+  assert '# [1/2] module=reduced,seed=0: finished, would skip' in dry.stdout
+
+
+# --- Cloud TPU launcher -------------------------------------------------------
+
+@pytest.mark.parametrize('accelerator, version', [
+    ('v2-8', 'tpu-ubuntu2204-base'), ('v3-32', 'tpu-ubuntu2204-base'),
+    ('v4-8', 'tpu-ubuntu2204-base'), ('v5litepod-16', 'v2-alpha-tpuv5-lite'),
+    ('v5p-8', 'v2-alpha-tpuv5'), ('v6e-8', 'v2-alpha-tpuv6e')])
+def test_runtime_version_per_accelerator_family(accelerator, version):
+  assert launch.runtime_version(accelerator) == version
+
+
+def test_unknown_accelerators_are_errors():
+  with pytest.raises(ValueError, match='v5litepod'):
+    launch.runtime_version('v5e-8')
+  with pytest.raises(ValueError):
+    launch.runtime_version('tpu4')
+
+
+def test_create_commands_on_demand_spot_and_queued():
+  target = launch.Target('inc', 'us-central2-b', 'v4-8', project='proj')
+  (step,) = launch.create_steps(target)
+  assert step.argv == [
+      'gcloud', 'compute', 'tpus', 'tpu-vm', 'create', 'inc',
+      '--accelerator-type=v4-8', '--version=tpu-ubuntu2204-base',
+      '--zone=us-central2-b', '--project=proj']
+  spot = launch.Target('inc', 'europe-west4-a', 'v6e-8', spot=True)
+  assert launch.create_steps(spot)[0].argv == [
+      'gcloud', 'compute', 'tpus', 'tpu-vm', 'create', 'inc',
+      '--accelerator-type=v6e-8', '--version=v2-alpha-tpuv6e', '--spot',
+      '--zone=europe-west4-a']
+  queued = launch.Target('inc', 'us-east5-a', 'v5p-8', spot=True, queued=True)
+  create, wait = launch.create_steps(queued)
+  assert create.argv == [
+      'gcloud', 'compute', 'tpus', 'queued-resources', 'create', 'inc',
+      '--node-id=inc', '--accelerator-type=v5p-8',
+      '--runtime-version=v2-alpha-tpuv5', '--spot', '--zone=us-east5-a']
+  assert wait.argv[:2] == ['bash', '-c']
+  assert ('gcloud compute tpus queued-resources describe inc '
+          '--zone=us-east5-a \'--format=value(state.state)\'') in wait.argv[2]
+  assert launch.delete_steps(queued)[0].argv == [
+      'gcloud', 'compute', 'tpus', 'queued-resources', 'delete', 'inc',
+      '--zone=us-east5-a', '--force', '--quiet']
+  assert launch.delete_steps(target)[0].argv == [
+      'gcloud', 'compute', 'tpus', 'tpu-vm', 'delete', 'inc', '--quiet',
+      '--zone=us-central2-b', '--project=proj']
+
+
+def _plan(actions, **kwargs):
+  target = kwargs.pop('target', launch.Target('inc', 'us-central2-b', 'v4-32'))
+  return launch.plan(
+      actions, target=target, members=sweeps.get_sweep('ablation'),
+      sweep='ablation', config='configs/imagenet.py',
+      root='gs://bucket/sweeps/ablation', local_tarball='/tmp/code.tgz',
+      **kwargs)
+
+
+def test_setup_copies_the_code_to_every_worker_and_installs():
+  tar, scp, ssh = _plan(['setup'])
+  assert tar.argv[0] == 'tar' and tar.argv[-3:] == ['-C', REPO, '.']
+  assert '--exclude=./.venv' in tar.argv and '--exclude=./.git' in tar.argv
+  assert scp.argv == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'scp',
+                      '/tmp/code.tgz', 'inc:inception_jax.tar.gz',
+                      '--worker=all', '--zone=us-central2-b']
+  assert ssh.argv[:7] == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'ssh', 'inc',
+                          '--worker=all']
+  command = ssh.argv[7]
+  assert command.startswith('--command=')
+  pin = launch.jax_version(os.path.join(REPO, 'requirements.txt'))
+  assert pin and f"'jax[tpu]=={pin}'" in command
+  assert '-r requirements.txt' in command and '--python 3.11' in command
+
+
+def test_start_runs_every_member_multihost_on_gcs_on_all_workers():
+  (start,) = _plan(['start'], config_args='runlocal',
+                   sets={'data.data_dir': 'gs://bucket/tfds dir'})
+  assert start.argv[:7] == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'ssh',
+                            'inc', '--worker=all']
+  assert start.argv[-1] == '--zone=us-central2-b'
+  remote = start.argv[7][len('--command='):]
+  assert 'setsid nohup bash -c' in remote
+  assert '> logs/sweep-ablation.log 2>&1 < /dev/null &' in remote
+  # The script is the one shell word after `bash -c`.
+  words = shlex.split(remote)
+  script = words[words.index('-c') + 1]
+  member_lines = [shlex.split(l) for l in script.splitlines()
+                  if l.startswith('run_member ')]
+  assert len(member_lines) == 8
+  first = member_lines[0]
+  assert first == [
+      'run_member',
+      'gs://bucket/sweeps/ablation/module-reduced_aux-True_seed-0',
+      '.venv/bin/python', '-m', 'inception_jax.main',
+      '--config=configs/imagenet.py:runlocal,module=reduced,aux=True',
+      '--config.seed=0', '--config.data.data_dir=gs://bucket/tfds dir',
+      '--config.multihost=True',
+      '--workdir=gs://bucket/sweeps/ablation/module-reduced_aux-True_seed-0']
+  for words in member_lines:
+    assert '--config.multihost=True' in words
+    assert words[-1] == '--workdir=' + words[1]
+    assert words[1].startswith('gs://bucket/sweeps/ablation/')
+
+
+def test_printed_plan_is_the_exact_argv(tmp_path):
+  steps = _plan(list(launch.ACTIONS), local_dir=str(tmp_path / 'local'))
+  printed = launch.format_plan(steps).splitlines()
+  commands = []
+  for line in printed:
+    if line.startswith('# '):
+      commands.append([])
+    else:
+      commands[-1].append(line)
+  # Multi-line commands (the start script) are one shell word with newlines.
+  parsed = [shlex.split('\n'.join(c)) for c in commands]
+  assert parsed == [s.argv for s in steps]
+  assert [s.action for s in steps][0] == 'create'
+  assert steps[-1].action == 'delete'
+
+
+def test_launch_rejects_a_local_root_and_unknown_actions():
+  with pytest.raises(ValueError, match='gs://'):
+    launch.plan(['start'], target=launch.Target('t', 'z', 'v4-8'),
+                members=[], sweep='s', config='c.py', root='/local/dir')
+  with pytest.raises(ValueError, match='unknown action'):
+    _plan(['launch'])
+
+
+def test_execute_stops_at_the_first_failing_command():
+  steps = _plan(['create', 'setup', 'start'])
+  seen = []
+
+  def runner(argv):
+    seen.append(argv)
+    return 1 if argv[0] == 'tar' else 0
+
+  assert launch.execute(steps, runner, log=lambda s: None) == 1
+  assert [a[0] for a in seen] == ['gcloud', 'tar']
+
+
+def test_launch_command_line_dry_run_prints_and_runs_nothing():
+  result = subprocess.run(
+      [sys.executable, '-m', 'experiments.launch', '--sweep=norm',
+       '--config=configs/imagenet.py', '--tpu=inc', '--zone=us-central2-b',
+       '--accelerator=v5litepod-8', '--root=gs://b/norm', '--spot',
+       '--action=create,delete'], cwd=REPO, capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.splitlines() == [
+      '# create: create the TPU VM inc',
+      'gcloud compute tpus tpu-vm create inc --accelerator-type=v5litepod-8 '
+      '--version=v2-alpha-tpuv5-lite --spot --zone=us-central2-b',
+      '# delete: delete the TPU (billing stops)',
+      'gcloud compute tpus tpu-vm delete inc --quiet --zone=us-central2-b']
+
+
+def test_sweep_script_retries_until_finished_and_skips_finished(tmp_path):
+  """Runs the generated worker script with stub gcloud and training."""
+  bucket = tmp_path / 'bucket'
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir()
+  gcloud = bin_dir / 'gcloud'
+  # `gcloud storage ls gs://b/...` looks in the local "bucket".
+  gcloud.write_text(
+      '#!/bin/bash\n'
+      f'[ "$1 $2" = "storage ls" ] && test -e "{bucket}/${{3#gs://b/}}"\n')
+  trainer = bin_dir / 'train'
+  # Preempted (exit 0, no summary) on the first attempt, finished on the next.
+  trainer.write_text(
+      '#!/bin/bash\n'
+      'for a in "$@"; do case "$a" in --workdir=*) w="${a#--workdir=gs://b/}";;'
+      ' esac; done\n'
+      f'd="{bucket}/$w"; mkdir -p "$d"; echo "$@" >> "{tmp_path}/calls.txt"\n'
+      'if [ -e "$d/attempted" ]; then echo {} > "$d/summary.json"; fi\n'
+      'touch "$d/attempted"\n')
+  for path in (gcloud, trainer):
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+  members = sweeps.get_sweep('smoke')
+  (bucket / 'sweep' / members[1].dirname).mkdir(parents=True)
+  (bucket / 'sweep' / members[1].dirname / 'summary.json').write_text('{}')
+  script = launch.sweep_script(members, config='configs/imagenet.py',
+                               root='gs://b/sweep', python=str(trainer),
+                               max_attempts=3, poll_s=0, poll_count=1,
+                               retry_sleep_s=0)
+  env = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}')
+  result = subprocess.run(['bash', '-c', script], env=env, capture_output=True,
+                          text=True, timeout=30)
+  assert result.returncode == 0, result.stdout + result.stderr
+  calls = (tmp_path / 'calls.txt').read_text().splitlines()
+  assert len(calls) == 2 and all('module=reduced' in c for c in calls)
+  assert all('--config.multihost=True' in c for c in calls)
+  assert f'finished: gs://b/sweep/{members[1].dirname}' in result.stdout
+
+
+# --- Report -------------------------------------------------------------------
+
+def _config(module='reduced', aux=True, seed=0, image_size=32):
+  return {'seed': seed, 'batch_size': 128, 'log_every_steps': 10,
+          'model': {'num_classes': 0, 'module': module, 'aux': aux,
+                    'norm': 'batchnorm', 'variant': 'paper', 'width': 0.0625,
+                    'dropout': None, 'aux_dropout': 0.7,
+                    'transform_input': None, 'dtype': 'auto'},
+          'data': {'name': 'fashion_mnist', 'image_size': image_size,
+                   'data_dir': None}}
+
+
+def _run_dir(root, name, config, evals, *, raw=None, speeds=(100.0,),
+             finished=True, extra_lines=()):
+  d = os.path.join(root, name)
+  os.makedirs(d)
+  if config is not None:
+    _write(os.path.join(d, 'config.json'), json.dumps(config))
+  lines = []
+  for i, speed in enumerate(speeds):
+    lines.append({'step': 10 * (i + 1), 'train/loss': 1.0,
+                  'train/images_per_sec': speed, 'train/step_time': 0.5})
+  for j, (step, top1, top5) in enumerate(evals):
+    record = {'step': step, 'eval/top1': top1, 'eval/top5': top5,
+              'eval/loss': 0.5, 'eval/num_examples': 10000}
+    if raw:
+      record.update({'eval_raw/top1': raw[j], 'eval_raw/top5': 0.99})
+    lines.append(record)
+  text = ''.join(json.dumps(l) + '\n' for l in lines) + ''.join(extra_lines)
+  _write(os.path.join(d, 'metrics.jsonl'), text)
+  if finished:
+    _write(os.path.join(d, 'summary.json'), json.dumps({'wall_time_sec': 90}))
+  return d
+
+
+def _fake_summarize(kwargs, size):
+  base = 1000 if kwargs['module'] == 'reduced' else 9000
+  return {'params': base, 'params_with_aux': base + (100 if kwargs['aux']
+                                                     else 0),
+          'macs': base * size}
+
+
+def test_report_values_over_seeds_best_and_final(tmp_path):
+  root = str(tmp_path)
+  # Variant A, two seeds: best before the end, so best != final.
+  _run_dir(root, 'module-reduced_seed-0', _config(seed=0),
+           [(20, 0.70, 0.95), (40, 0.80, 0.97), (60, 0.78, 0.98)],
+           raw=[0.60, 0.75, 0.77], speeds=(100.0, 200.0, 300.0))
+  _run_dir(root, 'module-reduced_seed-1', _config(seed=1),
+           [(20, 0.72, 0.96), (40, 0.90, 0.99), (60, 0.86, 0.99)],
+           raw=[0.61, 0.80, 0.85], speeds=(400.0,))
+  # Variant B, still running, with a line cut off by a kill.
+  _run_dir(root, 'module-naive_seed-0', _config(module='naive'),
+           [(20, 0.50, 0.90)], finished=False,
+           extra_lines=['{"step": 30, "train/lo'])
+  # Not a run yet: only a checkpoints folder.
+  os.makedirs(os.path.join(root, 'module-naive_seed-1', 'checkpoints'))
+
+  result = report.write_report(root, summarize_fn=_fake_summarize)
+  rows = {r['variant']: r for r in result.variant_rows}
+  assert set(rows) == {'module=reduced', 'module=naive',
+                       'unknown (module-naive_seed-1)'}
+  a = rows['module=reduced']
+  assert a['runs'] == 2 and a['finished'] == 2
+  assert a['best_top1_mean'] == pytest.approx(0.85)
+  assert a['best_top1_min'] == pytest.approx(0.80)
+  assert a['best_top1_max'] == pytest.approx(0.90)
+  assert a['best_top1_std'] == pytest.approx(0.1 / math.sqrt(2))
+  assert a['best_top5_mean'] == pytest.approx((0.97 + 0.99) / 2)
+  assert a['final_top1_mean'] == pytest.approx(0.82)
+  assert a['final_top5_mean'] == pytest.approx(0.985)
+  assert a['best_top1_raw_mean'] == pytest.approx(0.81)
+  assert a['final_top1_raw_mean'] == pytest.approx(0.81)
+  assert a['images_per_sec_mean'] == pytest.approx((200.0 + 400.0) / 2)
+  assert a['train_time_sec_mean'] == pytest.approx((15.0 + 5.0) / 2)
+  assert a['wall_time_sec_mean'] == pytest.approx(90)
+  assert (a['params'], a['params_with_aux']) == (1000, 1100)
+  assert (a['macs'], a['macs_224']) == (32000, 224000)
+  b = rows['module=naive']
+  assert b['runs'] == 1 and b['finished'] == 0
+  assert b['best_top1_n'] == 1 and b['best_top1_mean'] == pytest.approx(0.5)
+  assert b['best_top1_raw_n'] == 0 and b['macs_224'] == 9000 * 224
+
+  md = open(os.path.join(root, 'report.md')).read()
+  assert ('| module=reduced | 2 (2) | 32x32 | 1K | 1.1K | 32K | 224K | '
+          '85.00 (80.00–90.00) | 98.00 (97.00–99.00) | '
+          '82.00 (78.00–86.00)') in md
+  assert 'unfinished (step 20)' in md
+  assert 'module-naive_seed-0: metrics.jsonl: 1 unreadable line(s)' in md
+  assert 'module-naive_seed-1: config.json missing' in md
+
+  with open(os.path.join(root, 'report.csv')) as f:
+    csv_rows = {r['variant']: r for r in csv.DictReader(f)}
+  assert float(csv_rows['module=reduced']['best_top1_mean']) == (
+      pytest.approx(0.85))
+  assert csv_rows['module=naive']['best_top1_raw_mean'] == ''
+  with open(os.path.join(root, 'report_runs.csv')) as f:
+    assert len(list(csv.DictReader(f))) == 4
+  for name in ('eval_top1_vs_step.png', 'eval_top1_vs_time.png'):
+    path = os.path.join(root, name)
+    with open(path, 'rb') as f:
+      assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    assert os.path.getsize(path) > 1000
+
+
+def test_report_of_an_empty_or_partial_root_does_not_crash(tmp_path):
+  result = report.write_report(str(tmp_path), summarize_fn=None)
+  assert result.variant_rows == []
+  for name in ('report.md', 'report.csv', 'eval_top1_vs_step.png',
+               'eval_top1_vs_time.png'):
+    assert os.path.exists(tmp_path / name)
+  _run_dir(str(tmp_path), 'broken', None, [], speeds=(), finished=False)
+  result = report.write_report(str(tmp_path), summarize_fn=_fake_summarize)
+  assert result.run_rows[0]['status'] == 'no metrics yet'
+
+
+def test_report_counts_come_from_the_model_summary():
+  from inception_jax import summary  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from inception_jax.models import googlenet
+  kwargs = report.model_kwargs(_config(module='reduced', aux=True))
+  assert kwargs['num_classes'] == 10 and 'dtype' not in kwargs
+  counts = report.summarize_model(kwargs, 32)
+  direct = summary.summarize(googlenet.create_model(**kwargs), 32)
+  assert counts == {'params': direct.total_params_no_aux,
+                    'params_with_aux': direct.total_params,
+                    'macs': direct.total_macs}
+  assert counts['params'] < counts['params_with_aux']
+
+
+def test_curves_average_over_the_seeds_that_reached_each_step(tmp_path):
+  root = str(tmp_path)
+  _run_dir(root, 's0', _config(seed=0), [(20, 0.5, 0.9), (40, 0.7, 0.9)])
+  _run_dir(root, 's1', _config(seed=1), [(20, 0.7, 0.9)], finished=False)
+  (variant,) = report.group_variants(report.find_runs(root))
+  steps, mean, lo, hi, times = report.variant_curve(variant, use_wall=False)
+  assert steps == [20, 40]
+  assert mean == pytest.approx([0.6, 0.7])
+  assert (lo, hi) == (pytest.approx([0.5, 0.7]), pytest.approx([0.7, 0.7]))
+  assert times == pytest.approx([5.0, 5.0])  # one train record of 10 x 0.5 s
