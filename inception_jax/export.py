@@ -1,0 +1,105 @@
+r"""Write a training checkpoint's weights as a parameters-only checkpoint.
+
+  python -m inception_jax.export --checkpoint=runs/fashion_mnist \
+      --out=runs/fashion_mnist_params [--raw]
+
+A training checkpoint also holds the optimiser state, the RNG and the input
+position (about three times the weights); what is shared or served needs only
+the variables and the description of the model. The result is the format of
+`inception_jax.params_checkpoint` (the torchvision converter's too), which
+`inception_jax.load` reads like a training checkpoint. Its ``extra`` records
+the source step, which weights were taken, the evaluation preprocessing and
+the training config, so `predict` preprocesses exactly as before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Sequence
+
+from inception_jax import params_checkpoint
+from inception_jax import predict
+from inception_jax import restore
+
+
+def model_kwargs_of(restored: restore.Restored) -> dict:
+  if restored.kind == 'params':
+    return dict(restored.meta['model_kwargs'])
+  return dict(restored.meta['model'])
+
+
+def export(checkpoint: str, out_dir: str, *, raw: bool = False,
+           overwrite: bool = False) -> str:
+  """Exports the Polyak-averaged (or, with `raw`, the raw) weights.
+
+  Returns:
+    The written checkpoint directory.
+
+  Raises:
+    ValueError: no checkpoint at `checkpoint`, or `out_dir` already holds
+      one and not `overwrite`.
+  """
+  restored = restore.load(checkpoint, polyak=not raw)
+  config = restore.config_of(restored)
+  prep = predict.preprocessing_of(restored)
+  extra = dict((restored.meta.get('extra') or {})
+               if restored.kind == 'params' else {})
+  extra.update({
+      'exported_from': restored.path,
+      'step': restored.step,
+      'weights': ('raw' if raw else 'polyak') if restored.kind ==
+                 'train_state' else extra.get('weights', 'as saved'),
+      'preprocessing': {'image_size': prep.image_size,
+                        'crop_fraction': prep.crop_fraction,
+                        'normalization': prep.normalization},
+  })
+  if config is not None:
+    extra['config'] = json.loads(config.to_json())
+  if restored.kind == 'train_state':
+    extra['dataset'] = restored.meta.get('dataset')
+  path = params_checkpoint.save_params_checkpoint(
+      out_dir, restored.variables, model_kwargs_of(restored),
+      image_size=restored.image_size, class_names=restored.class_names,
+      extra=extra, overwrite=overwrite)
+  return os.fspath(path)
+
+
+def main(argv: Sequence[str]) -> int:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    print(f'error: unexpected arguments: {" ".join(argv[1:])}',
+          file=sys.stderr)
+    return 1
+  f = flags.FLAGS
+  if not f['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO.
+  try:
+    path = export(f.checkpoint, f.out, raw=f.raw, overwrite=f.overwrite)
+  except ValueError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  print(f'Wrote the {"raw" if f.raw else "Polyak-averaged"} weights of '
+        f'{f.checkpoint} to {path}.')
+  return 0
+
+
+def _define_flags() -> None:
+  # Defined only when run as a program (flag names are shared with predict).
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string('checkpoint', None,
+                      'A workdir, step directory or parameters-only '
+                      'checkpoint (local or gs://).')
+  flags.DEFINE_string('out', None, 'Directory to write the checkpoint to.')
+  flags.DEFINE_bool('raw', False,
+                    'Export the raw weights instead of their Polyak average.')
+  flags.DEFINE_bool('overwrite', False, 'Replace a checkpoint in --out.')
+  flags.mark_flags_as_required(['checkpoint', 'out'])
+
+
+if __name__ == '__main__':
+  from absl import app  # pylint: disable=g-import-not-at-top
+  _define_flags()
+  app.run(main)
