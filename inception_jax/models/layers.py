@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Tuple
 
 import jax
 import jax.numpy as jnp
@@ -57,15 +59,127 @@ def max_pool_ceil(x: jax.Array, window: int, stride: int) -> jax.Array:
   for size in x.shape[1:3]:
     out = ceil_mode_output_size(size, window, stride)
     pads.append((0, max(0, (out - 1) * stride + window - size)))
-  return nn.max_pool(x, (window, window), strides=(stride, stride),
-                     padding=pads)
+  return max_pool(x, window, stride, tuple(pads))
 
 
 def max_pool_same(x: jax.Array, window: int = 3) -> jax.Array:
   """Stride-1 max pool that keeps the spatial size (the Inception pool branch)."""
   half = window // 2
-  return nn.max_pool(x, (window, window), strides=(1, 1),
-                     padding=((half, half), (half, half)))
+  return max_pool(x, window, 1, ((half, window - 1 - half),) * 2)
+
+
+# --- Max pooling with a cheap exact gradient -----------------------------------
+#
+# XLA differentiates ``reduce_window(max)`` into ``select_and_scatter``, which
+# on CPU runs as a slow scalar loop (about a fifth of a whole GoogLeNet train
+# step). `max_pool` computes the same forward and the same gradient as
+# ``jax.grad`` of the plain formulation (`max_pool_reference`)
+# with ordinary element-wise operations that XLA fuses (equal up to the order
+# of the additions where overlapping windows send gradient to one pixel):
+#
+# * forward: the max of the window x window strided slices of the -inf padded
+#   input (the values of ``reduce_window`` exactly: max is exact);
+# * backward: for each window offset in row-major order, the positions where
+#   the input equals the pooled max and no earlier offset of the same window
+#   was already chosen receive the output gradient; the rest receive 0.
+#
+# Ties: like XLA's select_and_scatter (select = ``>=``), the whole gradient of
+# a window goes to its FIRST maximum in row-major (row, then column) order;
+# ties are common after a ReLU (windows of zeros). A pixel in several
+# overlapping windows sums what each window gives it, as in XLA. Padding
+# positions are -inf and never receive gradient (their share, if a window is
+# all -inf, is dropped, as jax's gradient drops it). NaN inputs: a NaN never
+# equals the pooled max, so a window with a NaN max passes no gradient
+# (XLA's behaviour with NaNs is not specified; do not rely on either).
+
+
+def _pool_geometry(shape, window, stride, pads):
+  hp = shape[1] + pads[0][0] + pads[0][1]
+  wp = shape[2] + pads[1][0] + pads[1][1]
+  ho = (hp - window) // stride + 1
+  wo = (wp - window) // stride + 1
+  return hp, wp, ho, wo
+
+
+def _pad_neg_inf(x, pads):
+  low = jnp.array(-jnp.inf, x.dtype)
+  return jax.lax.pad(x, low, ((0, 0, 0), (pads[0][0], pads[0][1], 0),
+                             (pads[1][0], pads[1][1], 0), (0, 0, 0)))
+
+
+def _window_slices(xp, window, stride, ho, wo):
+  """(di, dj, x[:, di::stride, dj::stride, :] cut to the output size)."""
+  n, _, _, c = xp.shape
+  for di in range(window):
+    for dj in range(window):
+      yield di, dj, jax.lax.slice(
+          xp, (0, di, dj, 0),
+          (n, di + (ho - 1) * stride + 1, dj + (wo - 1) * stride + 1, c),
+          (1, stride, stride, 1))
+
+
+def _max_pool_impl(x, window, stride, pads):
+  _, _, ho, wo = _pool_geometry(x.shape, window, stride, pads)
+  y = None
+  for _, _, xs in _window_slices(_pad_neg_inf(x, pads), window, stride, ho, wo):
+    y = xs if y is None else jnp.maximum(y, xs)
+  return y
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def max_pool(x: jax.Array, window: int, stride: int,
+             pads: Tuple[Tuple[int, int], Tuple[int, int]]) -> jax.Array:
+  """Square max pool on NHWC with explicit spatial ``pads`` (-inf padding).
+
+  Same values and same gradient (first maximum of a window takes it all) as
+  `max_pool_reference`; see the comment above for ties and NaNs.
+  """
+  return _max_pool_impl(x, window, stride, pads)
+
+
+def _max_pool_fwd(x, window, stride, pads):
+  y = _max_pool_impl(x, window, stride, pads)
+  return y, (x, y)
+
+
+def _max_pool_bwd(window, stride, pads, residuals, g):
+  x, y = residuals
+  hp, wp, ho, wo = _pool_geometry(x.shape, window, stride, pads)
+  zero = jnp.zeros((), g.dtype)
+  taken = None
+  dxp = None
+  for di, dj, xs in _window_slices(_pad_neg_inf(x, pads), window, stride,
+                                   ho, wo):
+    hit = xs == y
+    if taken is None:
+      first, taken = hit, hit
+    else:
+      first = hit & ~taken
+      taken = taken | hit
+    share = jnp.where(first, g, zero)
+    # Back to the padded input grid: row di + stride * i, column dj + stride * j.
+    placed = jax.lax.pad(share, zero, (
+        (0, 0, 0),
+        (di, hp - di - (ho - 1) * stride - 1, stride - 1),
+        (dj, wp - dj - (wo - 1) * stride - 1, stride - 1),
+        (0, 0, 0)))
+    dxp = placed if dxp is None else dxp + placed
+  (top, _), (left, _) = pads
+  dx = jax.lax.slice(dxp, (0, top, left, 0),
+                     (x.shape[0], top + x.shape[1], left + x.shape[2],
+                      x.shape[3]))
+  return (dx,)
+
+
+max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
+def max_pool_reference(x: jax.Array, window: int, stride: int,
+                       pads: Tuple[Tuple[int, int], Tuple[int, int]]
+                       ) -> jax.Array:
+  """The plain formulation (Flax/XLA ``reduce_window``) `max_pool` equals."""
+  return nn.max_pool(x, (window, window), strides=(stride, stride),
+                     padding=pads)
 
 
 def adaptive_avg_pool(x: jax.Array, output_size: int) -> jax.Array:
