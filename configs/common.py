@@ -1,0 +1,137 @@
+"""Pieces shared by the configs: the ablation args and the common keys.
+
+Every config takes big_vision-style args after a colon,
+``--config=configs/<name>.py:module=naive,aux=False,norm=batchnorm,runlocal``,
+and every key can then be overridden with ``--config.<key>=<value>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+import ml_collections
+from ml_collections import config_dict
+
+from inception_jax import data as data_lib
+
+# Ablation args: name -> (valid values, default). The first three are the
+# paper's switches (Figure 2, auxiliary heads, LRN), `variant` selects
+# torchvision's network.
+ABLATIONS: Dict[str, Tuple[Tuple[Any, ...], Any]] = {
+    'module': (('reduced', 'naive'), 'reduced'),
+    'aux': ((True, False), True),
+    'norm': (('lrn', 'batchnorm', 'none'), 'lrn'),
+    'variant': (('paper', 'torchvision'), 'paper'),
+}
+
+
+def _parse_value(text: str) -> Any:
+  lowered = text.lower()
+  if lowered in ('true', 'false'):
+    return lowered == 'true'
+  return text
+
+
+def parse_arg(arg: Optional[str], *, switches: Tuple[str, ...] = ('runlocal',),
+              **defaults: Any) -> ml_collections.ConfigDict:
+  """Parses 'key=value,flag' into the ablation settings and switches.
+
+  Args:
+    arg: the text after ':' in --config, or None.
+    switches: boolean args of this config (present means True).
+    **defaults: this config's defaults for ablation args.
+
+  Returns:
+    A ConfigDict with every ablation key (defaulted) and every switch.
+
+  Raises:
+    ValueError: an unknown arg or value, listing the valid ones.
+  """
+  out = {name: default for name, (_, default) in ABLATIONS.items()}
+  out.update(defaults)
+  out.update({name: False for name in switches})
+  for part in (arg or '').split(','):
+    part = part.strip()
+    if not part:
+      continue
+    name, sep, value = part.partition('=')
+    name = name.strip()
+    if name in switches:
+      out[name] = True if not sep else _parse_value(value.strip()) is True
+      continue
+    if name not in ABLATIONS:
+      raise ValueError(
+          f'unknown config arg {name!r}; valid args are '
+          f'{", ".join(list(ABLATIONS) + list(switches))}.')
+    valid = ABLATIONS[name][0]
+    parsed = _parse_value(value.strip())
+    if not sep or parsed not in valid:
+      raise ValueError(
+          f'config arg {name}={value.strip()!r} is not one of '
+          f'{"|".join(str(v) for v in valid)}.')
+    out[name] = parsed
+  return ml_collections.ConfigDict(out)
+
+
+def base_config(args: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Every key a training config has, with neutral defaults."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.batch_size = 128  # global, over all devices and processes
+  c.eval_batch_size = 256  # global; the last batch is padded and masked
+  c.num_epochs = 1.0
+  c.total_steps = 0  # when > 0 it wins over num_epochs
+  c.log_every_steps = 100
+  c.eval_every_steps = 0  # 0: evaluate at the end only
+  c.eval_raw = False  # also evaluate the raw (not Polyak-averaged) weights
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 3
+  # False: a non-finite loss or gradient stops the run with an error.
+  # True: that update is skipped and counted (train/nonfinite_steps).
+  c.skip_nonfinite = False
+  # Call jax.distributed.initialize() (also done when the environment is a
+  # multi-process cluster).
+  c.multihost = False
+
+  c.model = ml_collections.ConfigDict()
+  c.model.num_classes = 0  # 0: the data set's number of classes
+  c.model.module = args.module
+  c.model.aux = args.aux
+  c.model.norm = args.norm
+  c.model.variant = args.variant
+  c.model.width = 1.0
+  c.model.dropout = config_dict.placeholder(float)  # None: 0.4 paper, 0.2 tv
+  c.model.aux_dropout = 0.7
+  c.model.transform_input = config_dict.placeholder(bool)
+  c.model.dtype = 'auto'  # float32 on CPU, bfloat16 compute on accelerators
+
+  c.data = data_lib.default_config()
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.lr = 0.01  # at reference_batch_size; scaled linearly
+  c.optimizer.reference_batch_size = 32
+  c.optimizer.momentum = 0.9
+  c.optimizer.nesterov = False
+  c.optimizer.weight_decay = 2e-4  # L2 on kernels only (see optim.py)
+  c.optimizer.schedule = 'staircase'  # staircase|poly|cosine|constant
+  c.optimizer.warmup_epochs = 0.0
+  c.optimizer.decay_factor = 0.96  # staircase: x0.96 ...
+  c.optimizer.decay_every_epochs = 8.0  # ... every 8 epochs
+  c.optimizer.poly_power = 0.5
+  c.optimizer.label_smoothing = 0.0
+  c.optimizer.aux_weight = 0.3
+  c.optimizer.polyak_decay = 0.9999  # 0 turns the average off
+  return c
+
+
+def apply_runlocal(c: ml_collections.ConfigDict) -> None:
+  """Shrinks a config to a smoke run of seconds on a laptop CPU."""
+  c.model.width = 0.0625
+  c.data.image_size = 32
+  c.batch_size = 16
+  c.eval_batch_size = 64
+  c.total_steps = 6
+  c.log_every_steps = 2
+  c.eval_every_steps = 0
+  c.checkpoint_every_steps = 3
+  c.data.worker_count = 0

@@ -1,0 +1,220 @@
+"""Orbax checkpoints of a training run: save, find the newest, resume.
+
+Layout of ``DIR/checkpoints/<step>/`` (one Orbax composite checkpoint per
+saved step; Orbax writes it under a temporary name and renames it when it is
+complete, so a directory named by a bare step number is always whole):
+
+* ``state/``: the `TrainState` as a nested dict (Orbax StandardSave):
+  ``step``, ``params``, ``batch_stats``, ``opt_state``, ``ema_params``,
+  ``ema_batch_stats``, ``rng``, ``nonfinite_steps``. `ema_*` are the Polyak
+  averages that evaluation and export use. Empty subtrees (``batch_stats``
+  of a model without BatchNorm) are stored as empty dicts.
+* ``data_iterator/process_<i>-of-<n>.json``: each process's input iterator
+  state (grain's JSON), so a resumed run sees exactly the batches the
+  uninterrupted run would have seen.
+* ``config/``: the run's full config (Orbax JSON item).
+* ``metadata/``: what a loader needs without the training code (Orbax JSON
+  item): ``format``, ``step``, ``model`` (the exact keyword arguments of
+  `models.create_model`, with ``num_classes`` resolved), ``image_size``,
+  ``dataset`` (``name``, ``num_classes``, ``class_names``).
+
+``DIR/config.json`` beside it is the same config for people and scripts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Iterable, Mapping, Optional, Tuple
+
+from absl import logging
+import flax
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from etils import epath
+
+FORMAT = 'inception_jax.train_state/1'
+ITEMS = ('state', 'data_iterator', 'config', 'metadata')
+
+
+# --- The input iterator's state, one JSON file per process. -----------------
+
+class IteratorStateHandler(ocp.CheckpointHandler):
+  """Saves each process's input iterator state as its own JSON file.
+
+  The same file names as grain's own Orbax handler, but the state is taken
+  as text when `save` is called: with asynchronous checkpointing the loop
+  has moved on (and the iterator with it) before the arrays reach disk.
+  """
+
+  def save(self, directory: epath.Path, args: 'IteratorStateSave'):
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / _iterator_file()).write_text(args.state)
+
+  def restore(self, directory: epath.Path,
+              args: Optional['IteratorStateRestore'] = None) -> Optional[str]:
+    path = directory / _iterator_file()
+    if not path.exists():
+      return None
+    return path.read_text()
+
+  def metadata(self, directory: epath.Path) -> Any:
+    return None
+
+
+@ocp.args.register_with_handler(IteratorStateHandler, for_save=True)
+@dataclasses.dataclass
+class IteratorStateSave(ocp.args.CheckpointArgs):
+  state: str
+
+
+@ocp.args.register_with_handler(IteratorStateHandler, for_restore=True)
+@dataclasses.dataclass
+class IteratorStateRestore(ocp.args.CheckpointArgs):
+  pass
+
+
+def _iterator_file() -> str:
+  return f'process_{jax.process_index()}-of-{jax.process_count()}.json'
+
+
+def iterator_state_to_text(state: Any) -> str:
+  """grain's DataLoaderIterator gives JSON bytes, DatasetIterator a dict."""
+  if isinstance(state, bytes):
+    return state.decode('utf-8')
+  if isinstance(state, str):
+    return state
+  return json.dumps(state, indent=1)
+
+
+def iterator_state_from_text(text: str, like: Any) -> Any:
+  """Converts saved text back to the kind of state `like` is."""
+  if isinstance(like, bytes):
+    return text.encode('utf-8')
+  if isinstance(like, str):
+    return text
+  return json.loads(text)
+
+
+# --- Comparing the architecture of a checkpoint with the config's. ---------
+
+def _flat_shapes(tree: Any) -> dict:
+  flat = flax.traverse_util.flatten_dict(
+      flax.serialization.to_state_dict(tree), sep='/')
+  return {k: tuple(getattr(v, 'shape', ())) for k, v in flat.items()}
+
+
+def first_mismatch(saved: Any, expected: Any) -> Optional[str]:
+  """Describes the first parameter that differs in name or shape, or None."""
+  saved, expected = _flat_shapes(saved), _flat_shapes(expected)
+  for name in sorted(set(saved) | set(expected)):
+    if name not in saved:
+      return f'{name} (shape {expected[name]}) is not in the checkpoint'
+    if name not in expected:
+      return (f'{name} (shape {saved[name]}) is in the checkpoint but not in '
+              f'the model the config builds')
+    if saved[name] != expected[name]:
+      return (f'{name} has shape {saved[name]} in the checkpoint but '
+              f'{expected[name]} in the model the config builds')
+  return None
+
+
+class ArchitectureMismatchError(ValueError):
+  pass
+
+
+# --- The manager. -----------------------------------------------------------
+
+class Checkpoints:
+  """`DIR/checkpoints/`: periodic asynchronous saves and exact resume."""
+
+  def __init__(self, workdir: str, *, keep: int, asynchronous: bool = True):
+    self.directory = epath.Path(workdir) / 'checkpoints'
+    self._warn_about_partial_saves()
+    self.manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep if keep and keep > 0 else None,
+            enable_async_checkpointing=asynchronous,
+            # Saves are decided by the training loop, not by Orbax.
+            save_interval_steps=1,
+            cleanup_tmp_directories=True),
+        # Handlers named up front, so a fresh process can read an item's
+        # metadata (the architecture check) before restoring anything.
+        item_handlers={
+            'state': ocp.StandardCheckpointHandler(),
+            'data_iterator': IteratorStateHandler(),
+            'config': ocp.JsonCheckpointHandler(),
+            'metadata': ocp.JsonCheckpointHandler(),
+        })
+
+  def _warn_about_partial_saves(self) -> None:
+    if jax.process_index() != 0 or not self.directory.exists():
+      return
+    for path in self.directory.iterdir():
+      if not path.name.isdigit() and 'tmp' in path.name:
+        logging.warning('Ignoring the incomplete checkpoint %s (a save was '
+                        'interrupted); it will be removed.', path)
+
+  def latest_step(self) -> Optional[int]:
+    return self.manager.latest_step()
+
+  def all_steps(self) -> Iterable[int]:
+    return self.manager.all_steps()
+
+  def save(self, step: int, state: Any, *, iterator_state: Any,
+           config: Mapping[str, Any], metadata: Mapping[str, Any]) -> None:
+    """Starts saving `state` at `step`; returns once the arrays are copied."""
+    metadata = dict(metadata, format=FORMAT, step=int(step))
+    self.manager.save(
+        int(step),
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
+            data_iterator=IteratorStateSave(
+                iterator_state_to_text(iterator_state)),
+            config=ocp.args.JsonSave(dict(config)),
+            metadata=ocp.args.JsonSave(metadata)),
+        force=True)
+
+  def check_architecture(self, step: int, abstract_state: Any) -> None:
+    """Raises ArchitectureMismatchError naming the first differing parameter."""
+    saved = self.manager.item_metadata(step)['state']
+    tree = getattr(saved, 'tree', saved)
+    problem = first_mismatch({'params': tree['params']},
+                             {'params': abstract_state.params})
+    if problem is None:
+      problem = first_mismatch({'batch_stats': tree.get('batch_stats', {})},
+                               {'batch_stats': abstract_state.batch_stats})
+    if problem is not None:
+      raise ArchitectureMismatchError(
+          f'the checkpoint {self.directory / str(step)} was written by a '
+          f'different architecture: {problem}. Use the config it was trained '
+          f'with (see its config.json) or a new --workdir.')
+
+  def restore(self, step: int, abstract_state: Any
+              ) -> Tuple[Any, Optional[str]]:
+    """Restores the state (onto `abstract_state`'s shardings) and iterator."""
+    self.check_architecture(step, abstract_state)
+    target = flax.serialization.to_state_dict(abstract_state)
+    restored = self.manager.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target),
+            data_iterator=IteratorStateRestore()))
+    state = flax.serialization.from_state_dict(abstract_state,
+                                               restored['state'])
+    return state, restored['data_iterator']
+
+  def wait_until_finished(self) -> None:
+    self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.close()
+
+
+def abstract_like(tree: Any, sharding: jax.sharding.Sharding) -> Any:
+  """ShapeDtypeStructs of `tree` placed with `sharding`, for restoring."""
+  return jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding),
+      tree)

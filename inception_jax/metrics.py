@@ -1,0 +1,160 @@
+"""Where training metrics go: TensorBoard, `metrics.jsonl` and the terminal.
+
+TensorBoard (through clu's metric writers, as in the flax examples) is for
+looking at curves; `DIR/metrics.jsonl` (one JSON object per logged step, with
+`step` and the metric names as keys) is for scripts and plots that should not
+depend on TensorBoard's event format; the progress line is for the person
+watching the run. Only process 0 writes any of them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Mapping, Optional
+
+import numpy as np
+from clu import metric_writers
+
+
+class JsonlWriter(metric_writers.MetricWriter):
+  """Appends one JSON line per `write_scalars` call: {"step": s, name: v}."""
+
+  def __init__(self, path: str):
+    self._path = path
+    self._file = open(path, 'a', encoding='utf-8')
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]):
+    record = {'step': int(step)}
+    for name, value in scalars.items():
+      value = float(np.asarray(value))
+      # JSON has no NaN/Inf; null keeps the line parseable.
+      record[name] = value if math.isfinite(value) else None
+    self._file.write(json.dumps(record) + '\n')
+    self._file.flush()
+
+  def write_summaries(self, step, values, metadata=None):
+    pass
+
+  def write_images(self, step, images):
+    pass
+
+  def write_videos(self, step, videos):
+    pass
+
+  def write_audios(self, step, audios, *, sample_rate):
+    pass
+
+  def write_texts(self, step, texts):
+    pass
+
+  def write_histograms(self, step, arrays, num_buckets=None):
+    pass
+
+  def write_hparams(self, hparams):
+    pass
+
+  def flush(self):
+    self._file.flush()
+
+  def close(self):
+    self._file.close()
+
+
+def truncate_jsonl(path: str, last_step: int) -> None:
+  """Drops records after `last_step`, so a resumed run does not repeat them.
+
+  Steps logged after the checkpoint a run resumes from are trained again; the
+  file then holds each step once, from the run that the checkpoint continues.
+  """
+  if not os.path.exists(path):
+    return
+  with open(path, encoding='utf-8') as f:
+    lines = f.readlines()
+  kept = []
+  for line in lines:
+    try:
+      if json.loads(line)['step'] <= last_step:
+        kept.append(line)
+    except (ValueError, KeyError, TypeError):
+      continue  # a line cut short by a kill
+  with open(path, 'w', encoding='utf-8') as f:
+    f.writelines(kept)
+
+
+def create_writer(workdir: str, *, is_primary: bool,
+                  resume_step: Optional[int] = None
+                  ) -> metric_writers.MetricWriter:
+  """TensorBoard events in DIR/tensorboard plus DIR/metrics.jsonl.
+
+  Other processes than the primary get a writer that drops everything, so
+  the training loop does not branch on the process index.
+  """
+  if not is_primary:
+    return metric_writers.MultiWriter([])
+  jsonl = os.path.join(workdir, 'metrics.jsonl')
+  if resume_step is not None:
+    truncate_jsonl(jsonl, resume_step)
+  return metric_writers.MultiWriter([
+      metric_writers.SummaryWriter(os.path.join(workdir, 'tensorboard')),
+      JsonlWriter(jsonl),
+  ])
+
+
+def format_duration(seconds: float) -> str:
+  seconds = int(max(0, seconds))
+  h, rest = divmod(seconds, 3600)
+  m, s = divmod(rest, 60)
+  if h:
+    return f'{h}h{m:02d}m'
+  if m:
+    return f'{m}m{s:02d}s'
+  return f'{s}s'
+
+
+class Progress:
+  """The terminal progress line: step, epoch, loss, accuracy, speed, ETA.
+
+  The rate behind the ETA comes from the last logging interval, so the first
+  step's compilation does not distort it.
+  """
+
+  def __init__(self, *, total_steps: int, steps_per_epoch: int,
+               enabled: bool, stream=None):
+    self.total_steps = total_steps
+    self.steps_per_epoch = max(1, steps_per_epoch)
+    self.enabled = enabled
+    self.stream = stream or sys.stdout
+    self.start_time = time.time()
+
+  def print(self, text: str) -> None:
+    if self.enabled:
+      print(text, file=self.stream, flush=True)
+
+  def train_line(self, step: int, scalars: Mapping[str, float],
+                 seconds_per_step: float) -> None:
+    eta = (self.total_steps - step) * seconds_per_step
+    width = len(str(self.total_steps))
+    parts = [f'step {step:>{width}}/{self.total_steps}',
+             f'epoch {step / self.steps_per_epoch:6.2f}',
+             f'loss {scalars["train/loss"]:.4f}',
+             f'top1 {100 * scalars["train/top1"]:5.1f}%',
+             f'lr {scalars["train/lr"]:.3g}',
+             f'{scalars["train/images_per_sec"]:.0f} img/s',
+             f'ETA {format_duration(eta)}']
+    self.print(' | '.join(parts))
+
+  def eval_line(self, step: int, scalars: Mapping[str, float]) -> None:
+    for prefix, label in (('eval', 'Polyak average'), ('eval_raw', 'raw')):
+      if f'{prefix}/top1' in scalars:
+        self.print(
+            f'eval at step {step}: top1 {100 * scalars[prefix + "/top1"]:.2f}% '
+            f'top5 {100 * scalars[prefix + "/top5"]:.2f}% '
+            f'loss {scalars[prefix + "/loss"]:.4f} '
+            f'({int(scalars[prefix + "/num_examples"])} images, {label})')
+
+  def elapsed(self) -> float:
+    return time.time() - self.start_time
