@@ -18,6 +18,34 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 from clu import metric_writers
+from etils import epath
+
+
+def _is_local(path: str) -> bool:
+  return '://' not in str(path)
+
+
+class _RewrittenFile:
+  """Append-like writes to an object store (gs://), which cannot append:
+  the lines are kept and the whole file is rewritten on flush. A metrics file
+  holds a few thousand short lines at most."""
+
+  def __init__(self, path: epath.Path):
+    self._path = path
+    self._text = path.read_text() if path.exists() else ''
+    self._dirty = False
+
+  def write(self, text: str):
+    self._text += text
+    self._dirty = True
+
+  def flush(self):
+    if self._dirty:
+      self._path.write_text(self._text)
+      self._dirty = False
+
+  def close(self):
+    self.flush()
 
 
 class JsonlWriter(metric_writers.MetricWriter):
@@ -25,7 +53,10 @@ class JsonlWriter(metric_writers.MetricWriter):
 
   def __init__(self, path: str):
     self._path = path
-    self._file = open(path, 'a', encoding='utf-8')
+    if _is_local(path):
+      self._file = open(path, 'a', encoding='utf-8')
+    else:
+      self._file = _RewrittenFile(epath.Path(path))
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]):
     record = {'step': int(step)}
@@ -70,10 +101,10 @@ def truncate_jsonl(path: str, last_step: int) -> None:
   Steps logged after the checkpoint a run resumes from are trained again; the
   file then holds each step once, from the run that the checkpoint continues.
   """
-  if not os.path.exists(path):
+  path = epath.Path(path)
+  if not path.exists():
     return
-  with open(path, encoding='utf-8') as f:
-    lines = f.readlines()
+  lines = path.read_text().splitlines(keepends=True)
   kept = []
   for line in lines:
     try:
@@ -81,8 +112,7 @@ def truncate_jsonl(path: str, last_step: int) -> None:
         kept.append(line)
     except (ValueError, KeyError, TypeError):
       continue  # a line cut short by a kill
-  with open(path, 'w', encoding='utf-8') as f:
-    f.writelines(kept)
+  path.write_text(''.join(kept))
 
 
 def create_writer(workdir: str, *, is_primary: bool,

@@ -20,6 +20,7 @@ import time
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from absl import logging
+from etils import epath
 import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -454,9 +455,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   # --- Checkpoint: resume from the newest complete one, or start afresh.
   if is_primary:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json(indent=2))
+    # epath: the workdir may be a gs:// URL on a Cloud TPU VM.
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    (epath.Path(workdir) / 'config.json').write_text(config.to_json(indent=2))
   ckpt = checkpointing.Checkpoints(workdir, keep=config.keep_checkpoints)
   train_iter = data_lib.create_train_iterator(
       config.data, global_batch_size=config.batch_size, seed=config.seed)
@@ -584,8 +585,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                  nonfinite_steps=int(jax.device_get(state.nonfinite_steps)))
   if not preempted:
     if is_primary:
-      with open(os.path.join(workdir, 'summary.json'), 'w') as f:
-        json.dump(summary, f, indent=2)
+      # Written last: its presence marks a finished run (experiments.run).
+      (epath.Path(workdir) / 'summary.json').write_text(
+          json.dumps(summary, indent=2))
     top1 = eval_scalars.get('eval/top1')
     progress.print(
         f'Done: {step} steps in {metrics_lib.format_duration(progress.elapsed())}'

@@ -1,0 +1,30 @@
+"""metrics.jsonl on local disks and on object stores that cannot append."""
+
+import json
+
+from etils import epath
+
+from inception_jax import metrics
+
+
+def _steps(path):
+  return [json.loads(line)['step'] for line in open(path)]
+
+
+def test_rewritten_file_keeps_earlier_lines_and_resume_truncates(tmp_path):
+  path = tmp_path / 'metrics.jsonl'
+  first = metrics.JsonlWriter(str(path))
+  first.write_scalars(1, {'train/loss': 2.0})
+  first.write_scalars(2, {'train/loss': float('nan')})
+  first.close()
+  # The object-store path (as for gs://) on a local file: whole rewrites.
+  metrics.truncate_jsonl(str(path), 1)
+  store = metrics.JsonlWriter.__new__(metrics.JsonlWriter)
+  store._path = str(path)
+  store._file = metrics._RewrittenFile(epath.Path(path))
+  store.write_scalars(2, {'train/loss': 1.5})
+  store.write_scalars(3, {'train/loss': 1.0})
+  store.close()
+  assert _steps(path) == [1, 2, 3]
+  assert json.loads(open(path).readlines()[1])['train/loss'] == 1.5
+  assert not metrics._is_local('gs://bucket/run') and metrics._is_local(str(path))
