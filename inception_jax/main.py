@@ -21,6 +21,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from inception_jax import cli
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
     'config', None,
@@ -32,35 +34,8 @@ flags.DEFINE_bool('traceback', False,
                   'Show the full Python traceback for errors in the input.')
 
 
-def fail(message: str) -> None:
-  print(f'error: {message}', file=sys.stderr)
-  sys.exit(1)
-
-
-def _last_line(text: str) -> str:
-  lines = [l.strip() for l in str(text).strip().splitlines() if l.strip()]
-  line = lines[-1] if lines else str(text)
-  return line[len('ValueError: '):] if line.startswith('ValueError: ') else line
-
-
-def parse_flags(argv):
-  """absl's parsing with one-line errors instead of tracebacks."""
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    # Errors raised inside the config file arrive as a formatted traceback;
-    # its last line is the message that matters.
-    fail(_last_line(e))
-  except (AttributeError, KeyError) as e:
-    # ml_collections: a --config.<key> that the locked config does not have.
-    name = str(e).strip('"\'')
-    bad = [a.split('=')[0] for a in argv[1:]
-           if a.startswith('--config.') and
-           a.split('=')[0].split('.')[-1] == name]
-    flag = bad[0] if bad else f'--config.{name}'
-    fail(f'{flag}: no such config key ({name!r}); see the config file or '
-         f'DIR/config.json of an earlier run for the valid keys.')
-  return None
+fail = cli.fail
+parse_flags = cli.parse_flags
 
 
 def main(argv):

@@ -208,9 +208,23 @@ def format_summary(summary: Summary, model: googlenet.GoogLeNet,
   return '\n'.join(lines)
 
 
+# Class counts of the named data sets, so a summary needs no prepared data.
+KNOWN_NUM_CLASSES = {'imagenet2012': 1000, 'fashion_mnist': 10}
+
+
 def model_from_config(config) -> googlenet.GoogLeNet:
+  """The model a training config builds (shapes and counts do not depend on
+  the compute dtype, so 'auto' is read as float32)."""
   accepted = inspect.signature(googlenet.create_model).parameters
   kwargs = {k: v for k, v in config.model.items() if k in accepted}
+  if kwargs.get('dtype') == 'auto':
+    kwargs['dtype'] = 'float32'
+  if not kwargs.get('num_classes'):
+    name = config.data.name
+    if name not in KNOWN_NUM_CLASSES:
+      raise ValueError(f'set --config.model.num_classes for data.name={name!r} '
+                       '(its class count is only known once it is prepared).')
+    kwargs['num_classes'] = KNOWN_NUM_CLASSES[name]
   return googlenet.create_model(**kwargs)
 
 
@@ -218,6 +232,10 @@ def main(argv):
   del argv
   from absl import flags  # pylint: disable=g-import-not-at-top
   config = flags.FLAGS.config
+  if config is None:
+    print('error: --config is required, e.g. --config=configs/imagenet.py',
+          file=sys.stderr)
+    return 1
   try:
     model = model_from_config(config)
     image_size = int(flags.FLAGS.image_size or config.data.image_size)
@@ -239,5 +257,5 @@ if __name__ == '__main__':
                        'Input size; default: the config\'s data.image_size.')
   flags.DEFINE_bool('xla', True,
                     'Also compile the forward pass and print XLA\'s FLOPs.')
-  flags.mark_flag_as_required('config')
-  app.run(lambda argv: sys.exit(main(argv)))
+  from inception_jax import cli  # pylint: disable=g-import-not-at-top
+  app.run(lambda argv: sys.exit(main(argv)), flags_parser=cli.parse_flags)

@@ -276,3 +276,11 @@ def test_macs_count_a_known_convolution():
   macs = flops.count_macs(conv, jax.ShapeDtypeStruct((1, 8, 8, 3), jnp.float32),
                           jax.ShapeDtypeStruct((3, 3, 3, 5), jnp.float32))
   assert macs == 4 * 4 * 5 * 3 * 3 * 3
+
+
+def test_summary_builds_the_model_a_config_describes():
+  from configs import imagenet  # pylint: disable=g-import-not-at-top
+  model = summary.model_from_config(imagenet.get_config('module=naive,aux=False'))
+  assert (model.num_classes, model.module, model.aux, model.norm) == (
+      1000, 'naive', False, 'lrn')
+  assert model.dtype == jnp.float32  # 'auto' does not matter for counting
