@@ -68,7 +68,16 @@ def initialize_distributed(config: ml_collections.ConfigDict) -> None:
     return
   # Multi-process CPU runs need a collectives backend; harmless elsewhere.
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-  jax.distributed.initialize()
+  # jax reads JAX_COORDINATOR_ADDRESS itself but not the process count and
+  # index; without them it falls back to cluster auto-detection, which
+  # fails outside a known cluster (e.g. processes started by hand).
+  env = os.environ
+  kwargs = {}
+  if env.get('JAX_NUM_PROCESSES'):
+    kwargs['num_processes'] = int(env['JAX_NUM_PROCESSES'])
+  if env.get('JAX_PROCESS_ID'):
+    kwargs['process_id'] = int(env['JAX_PROCESS_ID'])
+  jax.distributed.initialize(**kwargs)
 
 
 def create_mesh(devices=None) -> Mesh:
@@ -416,8 +425,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   Returns the final metrics, plus 'preempted': True if SIGTERM stopped the
   run early (after saving a checkpoint).
   """
-  validate_config(config)
+  # First: validate_config's dtype check ('auto') asks JAX for its backend,
+  # and jax.distributed.initialize() must come before that.
   initialize_distributed(config)
+  validate_config(config)
   is_primary = jax.process_index() == 0
 
   # --- Mesh.
@@ -456,8 +467,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   # --- Checkpoint: resume from the newest complete one, or start afresh.
   if is_primary:
     # epath: the workdir may be a gs:// URL on a Cloud TPU VM.
-    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-    (epath.Path(workdir) / 'config.json').write_text(config.to_json(indent=2))
+    # Also the check that the workdir takes writes, before any training.
+    try:
+      epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+      (epath.Path(workdir) / 'config.json').write_text(
+          config.to_json(indent=2))
+    except OSError as e:
+      raise ValueError(
+          f'cannot write to --workdir {workdir}: {e.strerror or e} '
+          f'({e.filename or workdir}); use a writable directory.') from e
   ckpt = checkpointing.Checkpoints(workdir, keep=config.keep_checkpoints)
   train_iter = data_lib.create_train_iterator(
       config.data, global_batch_size=config.batch_size, seed=config.seed)
@@ -537,7 +555,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
       if log_now or save_now or stop_now:
         history = [(s, jax.device_get(m)) for s, m in history]
-        check_finite(history, config.skip_nonfinite)
+        try:
+          check_finite(history, config.skip_nonfinite)
+        except NonFiniteError:
+          # The last finite state may still be on its way to disk; the
+          # process exits right after this error.
+          ckpt.wait_until_finished()
+          raise
       if log_now and history:
         elapsed = time.time() - interval_start
         steps_done = max(1, step - interval_step)
