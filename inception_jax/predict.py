@@ -30,10 +30,10 @@ import numpy as np
 from PIL import Image
 
 from inception_jax import restore
+from inception_jax.data.crops import center_crop_box
+from inception_jax.data.normalization import normalize
 
 # The ImageNet statistics of `inception_jax.data.preprocess` (on [0, 1]).
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 # What the torchvision converter's checkpoints expect (torchvision's own
 # evaluation: shorter side 256, center 224, ImageNet normalisation).
 DEFAULT_NORMALIZATION = 'imagenet'
@@ -112,26 +112,6 @@ def read_image(path: str) -> np.ndarray:
     raise ImageError(f'{path}: not an image that can be decoded '
                      f'({" ".join(str(e).split()) or type(e).__name__}).'
                      ) from None
-
-
-def center_crop_box(height: int, width: int,
-                    fraction: float) -> Tuple[int, int, int, int]:
-  """`inception_jax.data.crops.center_crop_box`, without the data package."""
-  side = max(1, int(round(min(height, width) * fraction)))
-  return ((height - side) // 2, (width - side) // 2, side, side)
-
-
-def normalize(image: np.ndarray, mode: str) -> np.ndarray:
-  """`inception_jax.data.preprocess.normalize`: [0, 255] -> model input."""
-  image = np.asarray(image, np.float32) / 255.0
-  if mode == 'imagenet':
-    return (image - IMAGENET_MEAN) / IMAGENET_STD
-  if mode == 'minus_one_one':
-    return image * 2.0 - 1.0
-  if mode == 'none':
-    return image
-  raise ValueError(f'Unknown normalization {mode!r}; expected imagenet, '
-                   'minus_one_one or none.')
 
 
 def preprocess(image: np.ndarray, prep: Preprocessing) -> np.ndarray:

@@ -27,8 +27,10 @@ from inception_jax import restore
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
+# The data package itself is light (lazy); its pipeline modules are not.
 HEAVY_MODULES = ('tensorflow', 'tensorflow_datasets', 'grain', 'clu', 'optax',
-                 'inception_jax.train', 'inception_jax.data')
+                 'inception_jax.train', 'inception_jax.data.pipeline',
+                 'inception_jax.data.preprocess', 'inception_jax.data.datasets')
 
 
 def _env(devices):

@@ -1,5 +1,26 @@
-"""Input pipelines: Fashion-MNIST, ImageNet 2012 and image folders via TFDS."""
-from inception_jax.data.config import default_config
-from inception_jax.data.datasets import DatasetInfo, get_dataset_info
-from inception_jax.data.pipeline import (EvalIterator, create_eval_iterator,
-                                         create_train_iterator, shard_bounds)
+"""Input pipelines: Fashion-MNIST, ImageNet 2012 and image folders via TFDS.
+
+The names below load on first use, so TensorFlow-free pieces of this package
+(`crops`, `normalization`) can be imported by `predict` and `load` without
+pulling in TensorFlow, TFDS and grain.
+"""
+import importlib
+
+_EXPORTS = {
+    'default_config': 'config',
+    'DatasetInfo': 'datasets',
+    'get_dataset_info': 'datasets',
+    'EvalIterator': 'pipeline',
+    'create_eval_iterator': 'pipeline',
+    'create_train_iterator': 'pipeline',
+    'shard_bounds': 'pipeline',
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+  if name in _EXPORTS:
+    module = importlib.import_module(f'{__name__}.{_EXPORTS[name]}')
+    return getattr(module, name)
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from inception_jax.data import crops
+from inception_jax.data.normalization import normalize  # pylint: disable=unused-import
 
 # TensorFlow only preprocesses on the host; with a GPU build installed it
 # would otherwise reserve accelerator memory that JAX needs.
@@ -25,8 +26,6 @@ except RuntimeError:  # Devices already initialised by someone else.
   pass
 
 INTERPOLATIONS = ('bilinear', 'area', 'nearest', 'bicubic')
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 # AlexNet's PCA of ImageNet RGB pixels (on [0, 1]), used for lighting noise.
 _PCA_EIGVAL = np.array([0.2175, 0.0188, 0.0045], np.float32)
 _PCA_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
@@ -106,19 +105,6 @@ def distort_color(rng: np.random.Generator, image: tf.Tensor, *,
     alpha = rng.normal(0.0, lighting, 3).astype(np.float32)
     image = image + (_PCA_EIGVEC @ (alpha * _PCA_EIGVAL))
   return tf.clip_by_value(image, 0.0, 1.0)
-
-
-def normalize(image: np.ndarray, mode: str) -> np.ndarray:
-  """Maps pixels on [0, 255] to the model's input range, as float32."""
-  image = np.asarray(image, np.float32) / 255.0
-  if mode == 'imagenet':
-    return (image - IMAGENET_MEAN) / IMAGENET_STD
-  if mode == 'minus_one_one':
-    return image * 2.0 - 1.0
-  if mode == 'none':
-    return image
-  raise ValueError(f'Unknown normalization {mode!r}; expected imagenet, '
-                   'minus_one_one or none.')
 
 
 def pad_and_crop(rng: np.random.Generator, image, pad: int):
