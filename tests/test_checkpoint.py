@@ -17,6 +17,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from inception_jax import checkpointing
+from tests.test_train import subprocess_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,19 +47,6 @@ metrics.Progress.train_line = train_line
 sys.argv[0] = 'inception_jax.main'
 app.run(main.main, flags_parser=main.parse_flags)
 '''
-
-
-def subprocess_env():
-  """The test's 8 devices, fast compiles, a shared compilation cache."""
-  env = dict(os.environ)
-  env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') +
-                      ' --xla_backend_optimization_level=0').strip()
-  env['JAX_COMPILATION_CACHE_DIR'] = os.path.join(
-      '/tmp', f'inception_jax_test_cache_{os.getuid()}')
-  env['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
-  env['PYTHONUNBUFFERED'] = '1'
-  env['TF_CPP_MIN_LOG_LEVEL'] = '3'
-  return env
 
 
 def run(args, **kwargs):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.test_checkpoint import REPO, TINY, restore_state, run
-from tests.test_checkpoint import subprocess_env
+from tests.test_train import subprocess_env
 
 # The command line with one training batch made NaN (the batch of the step
 # given by NAN_AT_STEP, 1-based): a loss that stops being finite.
