@@ -44,3 +44,18 @@ def parse_flags(argv):
     fail(f'{flag}: no such config key ({name!r}).{suggestion} See the config '
          'file or DIR/config.json of an earlier run for the valid keys.')
   return None
+
+
+def start(argv) -> bool:
+  """Common start of a tool's main: no stray arguments, quiet Orbax logs.
+
+  Returns False (after printing why) when positional arguments were given.
+  """
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    print(f'error: unexpected arguments: {" ".join(argv[1:])}',
+          file=sys.stderr)
+    return False
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO.
+  return True

@@ -68,14 +68,10 @@ def export(checkpoint: str, out_dir: str, *, raw: bool = False,
 
 def main(argv: Sequence[str]) -> int:
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  if len(argv) > 1:
-    print(f'error: unexpected arguments: {" ".join(argv[1:])}',
-          file=sys.stderr)
+  from inception_jax import cli  # pylint: disable=g-import-not-at-top
+  if not cli.start(argv):
     return 1
   f = flags.FLAGS
-  if not f['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO.
   try:
     path = export(f.checkpoint, f.out, raw=f.raw, overwrite=f.overwrite)
   except ValueError as e:
