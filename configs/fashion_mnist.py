@@ -77,13 +77,15 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.optimizer.label_smoothing = 0.0
 
   if args.long:
-    c.data.image_size = 64
+    c.data.image_size = 48
+    c.data.fashion_mnist_crop = 'pad_and_crop'
     c.model.width = 0.5
-    c.num_epochs = 40.0
-    c.optimizer.warmup_epochs = 2.0
-    c.optimizer.polyak_decay = 0.9995
-    c.eval_every_steps = 4680  # every 10 epochs at batch 128
+    c.num_epochs = 30.0
+    c.optimizer.warmup_epochs = 1.0
+    c.optimizer.polyak_decay = 0.999
+    c.eval_every_steps = 2340  # every 5 epochs at batch 128
     c.checkpoint_every_steps = 1000
+    c.log_every_steps = 50
 
   if args.runlocal:
     common.apply_runlocal(c)

@@ -385,3 +385,10 @@ def test_default_config_locks_and_overrides():
   assert cfg.max_aspect == pytest.approx(4 / 3)
   with pytest.raises(ValueError, match='Unknown data.name'):
     data.get_dataset_info(_config(name='cifar'))
+
+
+def test_read_options_are_checked(fmnist_cfg):
+  cfg = _config(data_dir=fmnist_cfg.data_dir, read_threads=0)
+  with pytest.raises(ValueError, match=r'data.read_threads \(0\).*>= 1'):
+    data.create_train_iterator(cfg, global_batch_size=4, seed=0,
+                               process_index=0, process_count=1)

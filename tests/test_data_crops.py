@@ -101,3 +101,21 @@ def test_144_crops_scale_with_input_size():
     assert top + h <= b.resized[0] and left + w <= b.resized[1]
     assert h == w and (h == 32 or b.box == b.square)
   assert math.isclose(len({b.scale for b in boxes}), 4)
+
+
+@pytest.mark.parametrize('channels', [1, 3])
+@pytest.mark.parametrize('box,size', [((2, 3, 22, 20), 48), ((0, 0, 28, 28), 32),
+                                      ((5, 1, 17, 26), 17), ((0, 0, 28, 28), 28),
+                                      ((4, 4, 20, 20), 224)])
+def test_numpy_resize_matches_tensorflow(box, size, channels):
+  """The PIL fast path for arrays equals TF's antialiased bilinear resize."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from inception_jax.data import preprocess  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(size + channels)
+  image = rng.integers(0, 256, (28, 28, channels), dtype=np.uint8)
+  cropped = preprocess.crop(image, box)
+  fast = preprocess.resize(cropped, (size, size))
+  assert isinstance(fast, np.ndarray) and fast.dtype == np.float32
+  reference = preprocess.resize(tf.constant(cropped), (size, size)).numpy()
+  assert fast.shape == reference.shape == (size, size, channels)
+  np.testing.assert_allclose(fast, reference, atol=1e-3)

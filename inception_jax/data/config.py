@@ -110,4 +110,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.worker_count = 0
   # Batches each worker prepares ahead of the consumer.
   c.worker_buffer_size = 2
+  # grain's record-reading threads and their read-ahead, per process. Reading
+  # a record from local disk is cheap next to decoding it; grain's defaults
+  # (16 and 500) cost more in thread hand-offs than they save (Fashion-MNIST
+  # at 48x48: 1,874 images/s with them, 3,349 with 1 and 16). Raise both for
+  # records on remote storage.
+  c.read_threads = 1
+  c.read_buffer_size = 16
   return c

@@ -45,6 +45,15 @@ def _process(process_index: Optional[int],
   return process_index, process_count
 
 
+def _read_options(data_cfg) -> grain.ReadOptions:
+  if data_cfg.read_threads < 1 or data_cfg.read_buffer_size < 1:
+    raise ValueError(
+        f'data.read_threads ({data_cfg.read_threads}) and '
+        f'data.read_buffer_size ({data_cfg.read_buffer_size}) must be >= 1.')
+  return grain.ReadOptions(num_threads=data_cfg.read_threads,
+                           prefetch_buffer_size=data_cfg.read_buffer_size)
+
+
 def _allow_workers(worker_count: int) -> None:
   # grain's worker processes read absl flags; outside absl.app.run (a
   # notebook, a test) nobody has parsed them, so take their defaults.
@@ -95,7 +104,8 @@ def create_train_iterator(data_cfg, *, global_batch_size: int, seed: int,
       ],
       worker_count=data_cfg.worker_count,
       worker_buffer_size=data_cfg.worker_buffer_size,
-      shard_options=shard)
+      shard_options=shard,
+      read_options=_read_options(data_cfg))
   return iter(loader)
 
 
@@ -201,7 +211,8 @@ def create_eval_iterator(data_cfg, *, global_batch_size: int, crops: int = 1,
       operations=[transform],
       worker_count=data_cfg.worker_count,
       worker_buffer_size=data_cfg.worker_buffer_size,
-      shard_options=grain.NoSharding())
+      shard_options=grain.NoSharding(),
+      read_options=_read_options(data_cfg))
   # The shape and dtype of one example, for padding, without a decode.
   size = data_cfg.image_size
   image_shape = (size, size, 3) if crops == 1 else (crops, size, size, 3)
