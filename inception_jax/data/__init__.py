@@ -10,6 +10,7 @@ _EXPORTS = {
     'default_config': 'config',
     'DatasetInfo': 'datasets',
     'get_dataset_info': 'datasets',
+    'resolve_splits': 'datasets',
     'EvalIterator': 'pipeline',
     'create_eval_iterator': 'pipeline',
     'create_train_iterator': 'pipeline',

@@ -27,6 +27,7 @@ import grain.python as grain
 import jax
 import numpy as np
 
+from inception_jax.data import config as config_lib
 from inception_jax.data import datasets
 from inception_jax.data import transforms
 
@@ -46,12 +47,17 @@ def _process(process_index: Optional[int],
 
 
 def _read_options(data_cfg) -> grain.ReadOptions:
-  if data_cfg.read_threads < 1 or data_cfg.read_buffer_size < 1:
+  # Configs saved before these keys existed (an older checkpoint's) get the
+  # defaults.
+  defaults = config_lib.default_config()
+  threads = data_cfg.get('read_threads', defaults.read_threads)
+  buffer_size = data_cfg.get('read_buffer_size', defaults.read_buffer_size)
+  if threads < 1 or buffer_size < 1:
     raise ValueError(
-        f'data.read_threads ({data_cfg.read_threads}) and '
-        f'data.read_buffer_size ({data_cfg.read_buffer_size}) must be >= 1.')
-  return grain.ReadOptions(num_threads=data_cfg.read_threads,
-                           prefetch_buffer_size=data_cfg.read_buffer_size)
+        f'data.read_threads ({threads}) and data.read_buffer_size '
+        f'({buffer_size}) must be >= 1.')
+  return grain.ReadOptions(num_threads=threads,
+                           prefetch_buffer_size=buffer_size)
 
 
 def _allow_workers(worker_count: int) -> None:
