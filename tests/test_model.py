@@ -284,3 +284,32 @@ def test_summary_builds_the_model_a_config_describes():
   assert (model.num_classes, model.module, model.aux, model.norm) == (
       1000, 'naive', False, 'lrn')
   assert model.dtype == jnp.float32  # 'auto' does not matter for counting
+
+
+@pytest.mark.parametrize('kernel,stride,padding', [
+    (1, 1, 'SAME'), (1, 1, 'VALID'), (1, 1, ((0, 0), (0, 0))), (1, 2, 'SAME'),
+    (3, 1, 'SAME')])
+def test_conv_dispatch_matches_convolution(kernel, stride, padding):
+  """1x1 stride-1 convs become matmuls (values and gradients unchanged)."""
+  rng = np.random.default_rng(kernel * 10 + stride)
+  x = jnp.asarray(rng.standard_normal((2, 7, 7, 5)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((kernel, kernel, 5, 4)), jnp.float32)
+  dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, ('NHWC', 'HWIO', 'NHWC'))
+
+  def ours(x, w):
+    return layers.conv_general_dilated(x, w, (stride, stride), padding,
+                                       dimension_numbers=dn)
+
+  def reference(x, w):
+    return jax.lax.conv_general_dilated(x, w, (stride, stride), padding,
+                                        dimension_numbers=dn)
+
+  np.testing.assert_allclose(ours(x, w), reference(x, w), rtol=1e-5, atol=1e-5)
+  g_ours = jax.grad(lambda x, w: jnp.sum(ours(x, w) ** 2), (0, 1))(x, w)
+  g_ref = jax.grad(lambda x, w: jnp.sum(reference(x, w) ** 2), (0, 1))(x, w)
+  for a, b in zip(g_ours, g_ref):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+  primitives = {e.primitive.name for e in jax.make_jaxpr(ours)(x, w).eqns}
+  as_matmul = kernel == 1 and stride == 1
+  assert ('dot_general' in primitives) == as_matmul
+  assert ('conv_general_dilated' in primitives) == (not as_matmul)

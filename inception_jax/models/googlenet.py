@@ -96,7 +96,9 @@ class ConvBlock(nn.Module):
     x = nn.Conv(self.features, (self.kernel, self.kernel),
                 strides=(self.stride, self.stride), padding=self.padding,
                 use_bias=not self.batchnorm, kernel_init=caffe_xavier,
-                bias_init=CONV_BIAS_INIT, dtype=self.dtype, name='conv')(x)
+                bias_init=CONV_BIAS_INIT, dtype=self.dtype,
+                conv_general_dilated=layers.conv_general_dilated,
+                name='conv')(x)
     if self.batchnorm:
       # Flax's momentum 0.9 is PyTorch's momentum 0.1.
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
