@@ -21,6 +21,7 @@ layout itself instead of importing the training code.
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import NamedTuple, Optional, Sequence, Tuple
 import warnings
@@ -321,8 +322,21 @@ def load(path: epath.PathLike, *, polyak: bool = True,
 
 
 def config_of(restored: Restored) -> Optional[ml_collections.ConfigDict]:
-  """The training config, also for an exported checkpoint that kept it."""
-  if restored.config is not None:
-    return restored.config
-  saved = (restored.meta.get('extra') or {}).get('config')
-  return ml_collections.ConfigDict(saved) if saved else None
+  """The training config, also for an exported checkpoint that kept it.
+
+  Data keys added to the project after the checkpoint was written get their
+  defaults, so an older checkpoint still rebuilds its input pipeline.
+  """
+  config = copy.deepcopy(restored.config)
+  if config is None:
+    saved = (restored.meta.get('extra') or {}).get('config')
+    config = ml_collections.ConfigDict(saved) if saved else None
+  if config is not None and 'data' in config:
+    # TensorFlow-free, like the rest of this module.
+    from inception_jax.data import config as data_config  # pylint: disable=g-import-not-at-top
+    defaults = data_config.default_config()
+    with config.unlocked():
+      for key in defaults.keys():
+        if key not in config.data:
+          config.data[key] = defaults[key]
+  return config

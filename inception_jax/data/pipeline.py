@@ -27,7 +27,6 @@ import grain.python as grain
 import jax
 import numpy as np
 
-from inception_jax.data import config as config_lib
 from inception_jax.data import datasets
 from inception_jax.data import transforms
 
@@ -47,11 +46,7 @@ def _process(process_index: Optional[int],
 
 
 def _read_options(data_cfg) -> grain.ReadOptions:
-  # Configs saved before these keys existed (an older checkpoint's) get the
-  # defaults.
-  defaults = config_lib.default_config()
-  threads = data_cfg.get('read_threads', defaults.read_threads)
-  buffer_size = data_cfg.get('read_buffer_size', defaults.read_buffer_size)
+  threads, buffer_size = data_cfg.read_threads, data_cfg.read_buffer_size
   if threads < 1 or buffer_size < 1:
     raise ValueError(
         f'data.read_threads ({threads}) and data.read_buffer_size '

@@ -17,7 +17,6 @@ from PIL import Image
 import tensorflow as tf
 
 from inception_jax.data import crops
-from inception_jax.data.normalization import normalize  # pylint: disable=unused-import
 
 # TensorFlow only preprocesses on the host; with a GPU build installed it
 # would otherwise reserve accelerator memory that JAX needs.

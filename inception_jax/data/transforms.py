@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from inception_jax.data import config as config_lib
 from inception_jax.data import crops
+from inception_jax.data.normalization import normalize
 from inception_jax.data import preprocess
 
 ENCODED = 'encoded'
@@ -120,7 +121,7 @@ class TrainPreprocess(grain.RandomMapTransform):
     image = np.asarray(image)
     if image.shape[-1] == 1:
       image = np.repeat(image, 3, axis=-1)
-    return {'image': preprocess.normalize(image, s.normalization),
+    return {'image': normalize(image, s.normalization),
             'label': np.int32(element['label'])}
 
 
@@ -169,5 +170,5 @@ class EvalPreprocess(grain.MapTransform):
     image = np.asarray(image)
     if image.shape[-1] == 1:
       image = np.repeat(image, 3, axis=-1)
-    return {'image': preprocess.normalize(image, self.normalization),
+    return {'image': normalize(image, self.normalization),
             'label': np.int32(element['label'])}

@@ -33,7 +33,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   224x224 train step is 1.09x faster. Everything else goes to
   ``lax.conv_general_dilated``. Used as ``nn.Conv(conv_general_dilated=...)``.
   """
-  specs = dimension_numbers if dimension_numbers is not None else None
+  specs = dimension_numbers
   nhwc = (specs is not None and lhs.ndim == 4
           and tuple(specs[0]) == (0, 3, 1, 2)
           and tuple(specs[1]) == (3, 2, 0, 1)
