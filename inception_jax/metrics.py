@@ -115,6 +115,27 @@ def truncate_jsonl(path: str, last_step: int) -> None:
   path.write_text(''.join(kept))
 
 
+def wall_time_before(path: str, step: int) -> float:
+  """The run's wall time logged at or before `step` (0 when none).
+
+  A resumed run continues this clock, so `wall_time_sec` in the metrics and
+  the summary counts every session that led to the final state (time spent
+  after the checkpoint a session resumes from, then lost, is not counted).
+  """
+  path = epath.Path(path)
+  if not path.exists():
+    return 0.0
+  seconds = 0.0
+  for line in path.read_text().splitlines():
+    try:
+      record = json.loads(line)
+      if record['step'] <= step and record.get('wall_time_sec') is not None:
+        seconds = float(record['wall_time_sec'])
+    except (ValueError, KeyError, TypeError):
+      continue
+  return seconds
+
+
 def create_writer(workdir: str, *, is_primary: bool,
                   resume_step: Optional[int] = None
                   ) -> metric_writers.MetricWriter:
@@ -153,8 +174,10 @@ class Progress:
   """
 
   def __init__(self, *, total_steps: int, steps_per_epoch: int,
-               enabled: bool, stream=None):
+               enabled: bool, stream=None, previous_seconds: float = 0.0):
     self.total_steps = total_steps
+    # Wall time of earlier sessions of a resumed run.
+    self.previous_seconds = previous_seconds
     self.steps_per_epoch = max(1, steps_per_epoch)
     self.enabled = enabled
     self.stream = stream or sys.stdout
@@ -187,4 +210,9 @@ class Progress:
             f'({int(scalars[prefix + "/num_examples"])} images, {label})')
 
   def elapsed(self) -> float:
+    """Seconds since this session started."""
     return time.time() - self.start_time
+
+  def total_elapsed(self) -> float:
+    """Seconds of the whole run, earlier sessions of a resumed run included."""
+    return self.previous_seconds + self.elapsed()

@@ -508,9 +508,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   writer = metrics_lib.create_writer(
       workdir, is_primary=is_primary,
       resume_step=start_step if latest is not None else None)
+  previous_seconds = (
+      metrics_lib.wall_time_before(os.path.join(workdir, 'metrics.jsonl'),
+                                   start_step)
+      if latest is not None and is_primary else 0.0)
   progress = metrics_lib.Progress(total_steps=total_steps,
                                   steps_per_epoch=steps_per_epoch,
-                                  enabled=is_primary)
+                                  enabled=is_primary,
+                                  previous_seconds=previous_seconds)
   num_params = googlenet.count_params(state.params)
   if latest is None:
     progress.print(
@@ -572,6 +577,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         scalars['train/epoch'] = step / steps_per_epoch
         scalars['train/nonfinite_steps'] = int(jax.device_get(
             state.nonfinite_steps))
+        scalars['wall_time_sec'] = progress.total_elapsed()
         writer.write_scalars(step, scalars)
         progress.train_line(step, scalars, scalars['train/step_time'])
         history = []
@@ -605,7 +611,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   writer.flush()
   writer.close()
   summary = dict(eval_scalars, step=step, preempted=preempted,
-                 wall_time_sec=progress.elapsed(),
+                 wall_time_sec=progress.total_elapsed(),
+                 session_wall_time_sec=progress.elapsed(),
                  nonfinite_steps=int(jax.device_get(state.nonfinite_steps)))
   if not preempted:
     if is_primary:
@@ -614,7 +621,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           json.dumps(summary, indent=2))
     top1 = eval_scalars.get('eval/top1')
     progress.print(
-        f'Done: {step} steps in {metrics_lib.format_duration(progress.elapsed())}'
+        f'Done: {step} steps in '
+        f'{metrics_lib.format_duration(progress.total_elapsed())}'
+        + (f' ({metrics_lib.format_duration(progress.elapsed())} this session)'
+           if progress.previous_seconds else '')
         + (f', eval top1 {100 * top1:.2f}% (Polyak average) on '
            f'{eval_scalars["eval/num_examples"]} images' if top1 is not None
            else '')

@@ -103,6 +103,16 @@ def test_sigkill_then_resume_is_bit_identical(uninterrupted, tmp_path):
   assert [r['step'] for r in b] == [2, 4, 6, 8]
   assert [r['train/loss'] for r in a] == [r['train/loss'] for r in b]
 
+  # The wall clock continues across the resume: the resumed session's records
+  # start from the killed session's time at step 4, and the summary counts both.
+  walls = [r['wall_time_sec'] for r in b]
+  assert walls == sorted(walls) and walls[0] > 0
+  summary = json.loads((workdir / 'summary.json').read_text())
+  assert summary['wall_time_sec'] >= walls[-1] > walls[1]
+  assert summary['session_wall_time_sec'] == pytest.approx(
+      summary['wall_time_sec'] - walls[1], abs=0.01)
+  assert 'this session' in resumed.stdout.splitlines()[-1]
+
 
 def test_checkpoint_contents(uninterrupted):
   step_dir = uninterrupted / 'checkpoints' / '8'
