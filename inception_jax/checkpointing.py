@@ -97,6 +97,25 @@ def iterator_state_from_text(text: str, like: Any) -> Any:
   return json.loads(text)
 
 
+def check_input_order(text: str, worker_count: int, where: str) -> None:
+  """Raises ValueError when a saved input position needs other workers.
+
+  grain's order of examples depends on `worker_count`, and its saved position
+  is counted per worker: resuming with another count would silently read a
+  different sequence of batches than the run it continues.
+  """
+  try:
+    saved = json.loads(text).get('worker_count')
+  except (ValueError, AttributeError):
+    return  # not a grain DataLoader state: nothing to compare
+  if saved is not None and int(saved) != int(worker_count):
+    raise ValueError(
+        f'the checkpoint {where} saved its input position with '
+        f'data.worker_count={saved} but the config has {worker_count}; the '
+        f'order of examples depends on it, so resume with '
+        f'--config.data.worker_count={saved} (or use a new --workdir).')
+
+
 # --- Comparing the architecture of a checkpoint with the config's. ---------
 
 def _flat_shapes(tree: Any) -> dict:

@@ -489,6 +489,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                                     mesh=mesh)
     state, iterator_text = ckpt.restore(latest, abstract)
     if iterator_text is not None:
+      checkpointing.check_input_order(
+          iterator_text, config.data.worker_count,
+          str(ckpt.directory / str(latest)))
       train_iter.set_state(checkpointing.iterator_state_from_text(
           iterator_text, train_iter.get_state()))
     else:

@@ -147,6 +147,25 @@ def test_architecture_mismatch_is_a_clear_error(uninterrupted, tmp_path):
   assert 'different architecture: params/' in last and 'shape' in last
 
 
+def test_resume_with_other_worker_count_is_a_clear_error(uninterrupted,
+                                                        tmp_path):
+  workdir = tmp_path / 'run'
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.copytree(uninterrupted, workdir)
+  result = run(TINY + [f'--workdir={workdir}', '--config.total_steps=12',
+                       '--config.data.worker_count=1'])
+  assert result.returncode == 1
+  assert 'Traceback' not in result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: the checkpoint'), result.stderr[-2000:]
+  assert 'data.worker_count=0 but the config has 1' in last
+  assert '--config.data.worker_count=0' in last
+  # Nothing was trained or written over.
+  steps = sorted(p.name for p in (workdir / 'checkpoints').iterdir()
+                 if p.name.isdigit())
+  assert steps[-1] == '8'
+
+
 def test_sigterm_saves_and_exits_0(tmp_path):
   workdir = tmp_path / 'run'
   proc = subprocess.Popen(

@@ -14,7 +14,8 @@ assembles the global array.
 
 The order depends on the seed, the process count and ``worker_count`` (grain
 deals records to workers round-robin); a checkpointed state restores only
-into an iterator made with the same three.
+into an iterator made with the same three (the trainer refuses to resume
+with another ``worker_count``).
 """
 
 from __future__ import annotations
