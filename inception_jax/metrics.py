@@ -95,6 +95,17 @@ class JsonlWriter(metric_writers.MetricWriter):
     self._file.close()
 
 
+def _records(path: epath.Path):
+  """(line, record) for each line of a metrics file that parses."""
+  for line in path.read_text().splitlines(keepends=True):
+    try:
+      record = json.loads(line)
+      int(record['step'])
+    except (ValueError, KeyError, TypeError):
+      continue  # a line cut short by a kill
+    yield line, record
+
+
 def truncate_jsonl(path: str, last_step: int) -> None:
   """Drops records after `last_step`, so a resumed run does not repeat them.
 
@@ -104,15 +115,8 @@ def truncate_jsonl(path: str, last_step: int) -> None:
   path = epath.Path(path)
   if not path.exists():
     return
-  lines = path.read_text().splitlines(keepends=True)
-  kept = []
-  for line in lines:
-    try:
-      if json.loads(line)['step'] <= last_step:
-        kept.append(line)
-    except (ValueError, KeyError, TypeError):
-      continue  # a line cut short by a kill
-  path.write_text(''.join(kept))
+  path.write_text(''.join(line for line, record in _records(path)
+                          if record['step'] <= last_step))
 
 
 def wall_time_before(path: str, step: int) -> float:
@@ -125,15 +129,10 @@ def wall_time_before(path: str, step: int) -> float:
   path = epath.Path(path)
   if not path.exists():
     return 0.0
-  seconds = 0.0
-  for line in path.read_text().splitlines():
-    try:
-      record = json.loads(line)
-      if record['step'] <= step and record.get('wall_time_sec') is not None:
-        seconds = float(record['wall_time_sec'])
-    except (ValueError, KeyError, TypeError):
-      continue
-  return seconds
+  times = [float(record['wall_time_sec']) for _, record in _records(path)
+           if record['step'] <= step
+           and record.get('wall_time_sec') is not None]
+  return times[-1] if times else 0.0
 
 
 def create_writer(workdir: str, *, is_primary: bool,
