@@ -313,3 +313,68 @@ def test_conv_dispatch_matches_convolution(kernel, stride, padding):
   as_matmul = kernel == 1 and stride == 1
   assert ('dot_general' in primitives) == as_matmul
   assert ('conv_general_dilated' in primitives) == (not as_matmul)
+
+
+@pytest.mark.parametrize('kernel,stride,padding,shape', [
+    (3, 1, 'SAME', (2, 9, 11, 3)),
+    (7, 2, ((3, 3), (3, 3)), (3, 10, 10, 3)),   # the stem's geometry
+    (7, 2, 'SAME', (2, 12, 12, 4)),
+    (5, 2, 'VALID', (2, 9, 9, 4)),
+    (3, 1, ((2, 0), (1, -1)), (2, 8, 8, 2)),     # uneven and negative pads
+    (2, 3, 'SAME', (1, 6, 7, 2)),
+])
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_im2col_gradient_matches_convolution(monkeypatch, kernel, stride,
+                                             padding, shape, dtype):
+  """Large-map convolutions keep XLA's forward and get im2col gradients."""
+  monkeypatch.setattr(layers, '_IM2COL_MIN_PIXELS', 1)
+  rng = np.random.default_rng(kernel * 10 + stride)
+  x = jnp.asarray(rng.standard_normal(shape), dtype)
+  w = jnp.asarray(rng.standard_normal((kernel, kernel, shape[-1], 5)), dtype)
+  dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, ('NHWC', 'HWIO', 'NHWC'))
+
+  def ours(x, w):
+    return layers.conv_general_dilated(x, w, (stride, stride), padding,
+                                       dimension_numbers=dn)
+
+  def reference(x, w):
+    return jax.lax.conv_general_dilated(x, w, (stride, stride), padding,
+                                        dimension_numbers=dn)
+
+  assert 'custom_vjp_call' in str(jax.make_jaxpr(ours)(x, w))
+  y = ours(x, w)
+  np.testing.assert_array_equal(y, reference(x, w))
+  ct = jnp.asarray(rng.standard_normal(y.shape), dtype)
+  g_ours = jax.jit(lambda x, w, ct: jax.vjp(ours, x, w)[1](ct))(x, w, ct)
+  g_ref = jax.vjp(reference, x, w)[1](ct)
+  tol = 1e-5 if dtype == jnp.float32 else 2e-2
+  for a, b in zip(g_ours, g_ref):
+    assert a.dtype == b.dtype and a.shape == b.shape
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max())
+
+
+def test_im2col_gradient_only_on_large_maps(monkeypatch):
+  """At the default threshold the 224x224 stem and conv2 qualify, 28x28 not."""
+  dn = ('NHWC', 'HWIO', 'NHWC')
+
+  def uses_im2col(size, kernel, stride):
+    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    w = jax.ShapeDtypeStruct((kernel, kernel, 3, 4), jnp.float32)
+    conv = lambda x, w: layers.conv_general_dilated(  # pylint: disable=g-long-lambda
+        x, w, (stride, stride), 'SAME',
+        dimension_numbers=jax.lax.conv_dimension_numbers(x.shape, w.shape, dn))
+    return 'custom_vjp_call' in str(jax.make_jaxpr(conv)(x, w))
+
+  assert uses_im2col(224, 7, 2) and uses_im2col(56, 3, 1)
+  assert not uses_im2col(28, 3, 1) and not uses_im2col(56, 1, 1)
+  # The analytic count sees the forward convolution inside the custom VJP.
+  model = create_model(num_classes=10, width=0.25, aux=False)
+  variables = jax.eval_shape(
+      lambda: googlenet.init_variables(model, jax.random.PRNGKey(0), 224))
+  image = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
+  count = lambda: flops.count_macs(  # pylint: disable=g-long-lambda
+      lambda v, x: model.apply(v, x, train=False), variables, image)
+  with_im2col = count()
+  monkeypatch.setattr(layers, '_IM2COL_MIN_PIXELS', 10**9)
+  assert with_im2col == count() > 0
