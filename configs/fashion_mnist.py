@@ -7,12 +7,11 @@ Command (the README's `make train`):
 
 Default: 28x28 grey images replicated to RGB and resized to 32x32, width
 0.25 (about 0.4M parameters), BatchNorm, batch 128, 5 epochs, cosine decay.
-Measured once on a shared 2-core CPU (load average 5-10 from other jobs):
-88.54% test top-1 (Polyak average, all 10,000 test images), 99.85% top-5;
-about 28 minutes wall time for the 2340 steps (150-400 images/s under that
-load; ~900 images/s measured for this step on the machine when quieter,
-which would make it 5-6 minutes). That run was stopped by a SIGTERM at
-step 1296 and resumed with the same command.
+Measured on the 2-core CPU, 2026-11-29, nothing else running: 88.01% test
+top-1 (Polyak average, all 10,000 test images), 99.82% top-5, 2m45s for the
+2340 steps (about 2,100 images/s end to end; 3m01s wall with start-up and
+dataset preparation). An earlier run under heavy load (28 minutes, resumed
+after a SIGTERM) reached 88.54%.
 
 `:long` aims at the Fashion-MNIST benchmark table's GoogLeNet entry (93.7%
 test accuracy): 48x48 input, width 0.5 (1.6M parameters), pad-and-crop

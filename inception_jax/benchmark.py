@@ -99,7 +99,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                       'default 2048 on CPU, 8192 on accelerators')
   p.add_argument('--max_pool', default='custom', choices=('custom', 'xla'),
                  help="'xla': plain reduce_window max pool, whose gradient "
-                      "is XLA's select_and_scatter (the 'before' of issue 7)")
+                      "is XLA's select_and_scatter (for before/after figures)")
+  p.add_argument('--conv_grad', default='im2col', choices=('im2col', 'xla'),
+                 help="'xla': XLA's own gradients for every convolution, "
+                      "also the large-map ones layers.conv_general_dilated "
+                      "gives im2col gradients on the CPU")
   p.add_argument('--skip_infer', type=_bool, default=False)
   p.add_argument('--torch_compile', type=_bool, default=None,
                  help='default: on for CUDA, off on CPU')
@@ -388,6 +392,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
   if args.max_pool == 'xla':
     from inception_jax.models import layers  # pylint: disable=import-outside-toplevel
     layers.max_pool = layers.max_pool_reference
+  if args.conv_grad == 'xla':
+    from inception_jax.models import layers  # pylint: disable=import-outside-toplevel,reimported
+    layers._IM2COL_MIN_PIXELS = float('inf')  # pylint: disable=protected-access
   device = jax.devices()[0]
   dtype = jnp.dtype(args.dtype)
   variant = args.variant or ('torchvision' if args.peer == 'torchvision'
@@ -408,6 +415,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
       'dtype': args.dtype, 'module': args.module, 'aux': args.aux,
       'width': args.width, 'repeats': args.repeats, 'steps': args.steps,
       'warmup': args.warmup, 'max_pool': args.max_pool,
+      'conv_grad': args.conv_grad,
       'flops_convention': ('3 x forward multiply-adds (convs + matmuls of the '
                            'training forward, aux heads included, from the '
                            'jaxpr) x 2 FLOPs/MAC; inference 1 x forward'),

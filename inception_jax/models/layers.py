@@ -7,6 +7,11 @@
   use.
 * `adaptive_avg_pool`: PyTorch's ``adaptive_avg_pool2d`` (torchvision's aux
   heads), exact for any input and output size.
+* `conv_general_dilated`: what every ``nn.Conv`` of the model calls; the same
+  convolution, written so that XLA's CPU backend differentiates it faster.
+
+`max_pool` and `conv_im2col_grad` have hand-written VJPs; both are exact
+reformulations (the tests compare them with ``jax.vjp`` of the plain forms).
 """
 
 from __future__ import annotations
