@@ -122,7 +122,10 @@ def conv_im2col_grad(lhs, rhs, strides, pads, precision=None,
   One image's patch matrix (7 MB for the 3x3 layer at 56x56) stays in cache
   where the whole batch's (230 MB) would not. Other backends get XLA's own
   gradients (``lax.platform_dependent``): their convolution libraries do not
-  need this.
+  need this. With the batch sharded over several CPU devices the result is
+  still exact, but GSPMD gathers the batch for the scan, so every device
+  computes these two layers' gradients for the whole batch: the speed-up is
+  for single-device CPU runs.
   """
   return _xla_conv(lhs, rhs, strides, pads, precision, preferred_element_type)
 
