@@ -99,3 +99,18 @@ def test_benchmark_end_to_end_tiny(capsys):
   assert ours['train_forward_macs'] > ours['infer_forward_macs'] > 0
   assert result['train_ratio'] > 0 and result['infer_ratio'] > 0
   assert any('ours/torchvision' in line for line in out[:-1])
+
+
+def test_benchmark_reference_switches(capsys, monkeypatch):
+  """--max_pool=xla / --conv_grad=xla measure the plain formulations."""
+  monkeypatch.setattr(layers, 'max_pool', layers.max_pool)
+  monkeypatch.setattr(layers, '_IM2COL_MIN_PIXELS', layers._IM2COL_MIN_PIXELS)  # pylint: disable=protected-access
+  benchmark.main([
+      '--image_size=32', '--batch_size=1', '--width=0.0625',
+      '--num_classes=10', '--repeats=1', '--steps=1', '--warmup=1',
+      '--matmul_size=128', '--skip_infer=True', '--max_pool=xla',
+      '--conv_grad=xla'])
+  result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert (result['max_pool'], result['conv_grad']) == ('xla', 'xla')
+  assert layers.max_pool is layers.max_pool_reference
+  assert layers._IM2COL_MIN_PIXELS == float('inf')  # pylint: disable=protected-access
