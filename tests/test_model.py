@@ -288,6 +288,14 @@ def test_summary_builds_the_model_a_config_describes():
   assert model.dtype == jnp.float32  # 'auto' does not matter for counting
 
 
+def _conv_pair(stride, padding, dimension_numbers):
+  """(layers.conv_general_dilated, lax.conv_general_dilated) with one geometry."""
+  return tuple(
+      functools.partial(conv, window_strides=(stride, stride), padding=padding,
+                        dimension_numbers=dimension_numbers)
+      for conv in (layers.conv_general_dilated, jax.lax.conv_general_dilated))
+
+
 @pytest.mark.parametrize('kernel,stride,padding', [
     (1, 1, 'SAME'), (1, 1, 'VALID'), (1, 1, ((0, 0), (0, 0))), (1, 2, 'SAME'),
     (3, 1, 'SAME')])
@@ -298,13 +306,7 @@ def test_conv_dispatch_matches_convolution(kernel, stride, padding):
   w = jnp.asarray(rng.standard_normal((kernel, kernel, 5, 4)), jnp.float32)
   dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, ('NHWC', 'HWIO', 'NHWC'))
 
-  def ours(x, w):
-    return layers.conv_general_dilated(x, w, (stride, stride), padding,
-                                       dimension_numbers=dn)
-
-  def reference(x, w):
-    return jax.lax.conv_general_dilated(x, w, (stride, stride), padding,
-                                        dimension_numbers=dn)
+  ours, reference = _conv_pair(stride, padding, dn)
 
   np.testing.assert_allclose(ours(x, w), reference(x, w), rtol=1e-5, atol=1e-5)
   g_ours = jax.grad(lambda x, w: jnp.sum(ours(x, w) ** 2), (0, 1))(x, w)
@@ -335,13 +337,7 @@ def test_im2col_gradient_matches_convolution(monkeypatch, kernel, stride,
   w = jnp.asarray(rng.standard_normal((kernel, kernel, shape[-1], 5)), dtype)
   dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, ('NHWC', 'HWIO', 'NHWC'))
 
-  def ours(x, w):
-    return layers.conv_general_dilated(x, w, (stride, stride), padding,
-                                       dimension_numbers=dn)
-
-  def reference(x, w):
-    return jax.lax.conv_general_dilated(x, w, (stride, stride), padding,
-                                        dimension_numbers=dn)
+  ours, reference = _conv_pair(stride, padding, dn)
 
   assert 'custom_vjp_call' in str(jax.make_jaxpr(ours)(x, w))
   y = ours(x, w)

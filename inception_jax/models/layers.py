@@ -314,23 +314,21 @@ def _pad_neg_inf(x, pads):
                              (pads[1][0], pads[1][1], 0), (0, 0, 0)))
 
 
-def _window_slices(xp, window, stride, ho, wo):
-  """(di, dj, x[:, di::stride, dj::stride, :] cut to the output size)."""
+def _window_slices(x, window, stride, pads):
+  """The window^2 slices x_pad[:, di::stride, dj::stride, :] (row-major in
+  (di, dj)) of the -inf padded input, cut to the output size."""
+  _, _, ho, wo = _pool_geometry(x.shape, window, stride, pads)
+  xp = _pad_neg_inf(x, pads)
   n, _, _, c = xp.shape
-  for di in range(window):
-    for dj in range(window):
-      yield di, dj, jax.lax.slice(
-          xp, (0, di, dj, 0),
-          (n, di + (ho - 1) * stride + 1, dj + (wo - 1) * stride + 1, c),
-          (1, stride, stride, 1))
+  return [jax.lax.slice(
+      xp, (0, di, dj, 0),
+      (n, di + (ho - 1) * stride + 1, dj + (wo - 1) * stride + 1, c),
+      (1, stride, stride, 1))
+          for di in range(window) for dj in range(window)]
 
 
 def _max_pool_impl(x, window, stride, pads):
-  _, _, ho, wo = _pool_geometry(x.shape, window, stride, pads)
-  y = None
-  for _, _, xs in _window_slices(_pad_neg_inf(x, pads), window, stride, ho, wo):
-    y = xs if y is None else jnp.maximum(y, xs)
-  return y
+  return functools.reduce(jnp.maximum, _window_slices(x, window, stride, pads))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
@@ -345,9 +343,7 @@ def max_pool(x: jax.Array, window: int, stride: int,
 
 
 def _max_pool_fwd(x, window, stride, pads):
-  _, _, ho, wo = _pool_geometry(x.shape, window, stride, pads)
-  slices = [xs for _, _, xs in _window_slices(_pad_neg_inf(x, pads), window,
-                                              stride, ho, wo)]
+  slices = _window_slices(x, window, stride, pads)
   y = functools.reduce(jnp.maximum, slices)
   offset_dtype = jnp.int8 if window * window < 127 else jnp.int32
   # First offset (row-major) whose input equals the max; window^2 (no
@@ -361,10 +357,9 @@ def _max_pool_fwd(x, window, stride, pads):
 
 def _max_pool_bwd(window, stride, pads, residuals, g):
   offset, x = residuals
-  n, h, w, c = x.shape
+  n, _, _, c = x.shape
   (top, bottom), (left, right) = pads
-  hp, wp = h + top + bottom, w + left + right
-  ho, wo = g.shape[1:3]
+  hp, wp, ho, wo = _pool_geometry(x.shape, window, stride, pads)
 
   def on_grid(a, fill):
     # a[i, j] -> (window - 1 + stride * i, window - 1 + stride * j) of a
