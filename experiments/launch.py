@@ -52,9 +52,9 @@ import sys
 import tempfile
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
-from absl import app
 from absl import flags
 
+from inception_jax import cli
 from experiments import run as run_lib
 from experiments import sweeps
 
@@ -408,25 +408,20 @@ FLAGS = flags.FLAGS
 
 
 def main(argv, runner: Runner = subprocess_runner) -> int:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  try:
-    target = Target(tpu=FLAGS.tpu, zone=FLAGS.zone,
-                    accelerator=FLAGS.accelerator, project=FLAGS.project,
-                    spot=FLAGS.spot, queued=FLAGS.queued,
-                    version=FLAGS.runtime_version)
-    actions = [a.strip() for a in FLAGS.action.split(',') if a.strip()]
-    steps = plan(
-        actions, target=target, members=run_lib.selected_members(),
-        sweep=FLAGS.sweep, config=FLAGS.config, root=FLAGS.root,
-        config_args=FLAGS.config_args, sets=sweeps.parse_sets(FLAGS.set),
-        remote=Remote(code_dir=FLAGS.remote_dir,
-                      python_version=FLAGS.python_version),
-        local_tarball=FLAGS.tarball, local_dir=FLAGS.local_dir,
-        max_attempts=FLAGS.max_attempts)
-  except ValueError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
+  del argv
+  target = Target(tpu=FLAGS.tpu, zone=FLAGS.zone,
+                  accelerator=FLAGS.accelerator, project=FLAGS.project,
+                  spot=FLAGS.spot, queued=FLAGS.queued,
+                  version=FLAGS.runtime_version)
+  actions = [a.strip() for a in FLAGS.action.split(',') if a.strip()]
+  steps = plan(
+      actions, target=target, members=run_lib.selected_members(),
+      sweep=FLAGS.sweep, config=FLAGS.config, root=FLAGS.root,
+      config_args=FLAGS.config_args, sets=sweeps.parse_sets(FLAGS.set),
+      remote=Remote(code_dir=FLAGS.remote_dir,
+                    python_version=FLAGS.python_version),
+      local_tarball=FLAGS.tarball, local_dir=FLAGS.local_dir,
+      max_attempts=FLAGS.max_attempts)
   if FLAGS.dry_run:
     print(format_plan(steps))
     return 0
@@ -455,9 +450,9 @@ def define_flags() -> None:
                       'Code directory on the workers, under the home dir.')
   flags.DEFINE_string('python_version', '3.11',
                       'Python for the workers\' venv (installed by uv).')
-  flags.DEFINE_string('tarball', None,
+  cli.DEFINE_path('tarball', None,
                       'Local path of the code tarball; default: a temp file.')
-  flags.DEFINE_string('local_dir', None,
+  cli.DEFINE_path('local_dir', None,
                       'Local folder for `logs` and `results`; default: '
                       'runs/<sweep>.')
   flags.DEFINE_integer('max_attempts', 20,
@@ -466,5 +461,4 @@ def define_flags() -> None:
 
 
 if __name__ == '__main__':
-  define_flags()
-  app.run(lambda argv: sys.exit(main(argv)))
+  cli.run(main, define_flags)

@@ -32,9 +32,9 @@ import statistics
 import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from absl import app
 from absl import flags
 
+from inception_jax import cli
 from experiments import run as run_lib
 
 # Keys that do not change what is measured: bookkeeping, paths, and the seed
@@ -628,28 +628,27 @@ def write_report(root: str, out_dir: Optional[str] = None,
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+def main(argv) -> None:
+  del argv
   if not os.path.isdir(FLAGS.root):
-    print(f'error: --root={FLAGS.root} is not a directory (for a gs:// '
-          f'sweep, copy it here first: launch --action=results).',
-          file=sys.stderr)
-    return 1
+    raise ValueError(f'--root={FLAGS.root} is not a directory (for a gs:// '
+                     'sweep, copy it here first: launch --action=results).')
   report = write_report(FLAGS.root, FLAGS.out,
                         summarize_model if FLAGS.flops else None)
   print(report.markdown)
   out = FLAGS.out or FLAGS.root
   print(f'Wrote {os.path.join(out, "report.md")}, report.csv, '
         f'report_runs.csv, eval_top1_vs_step.png and eval_top1_vs_time.png.')
-  return 0
 
 
-if __name__ == '__main__':
-  flags.DEFINE_string('root', None, 'The sweep\'s directory.')
-  flags.DEFINE_string('out', None, 'Where to write; default: --root.')
+def define_flags() -> None:
+  cli.DEFINE_path('root', None, 'The sweep\'s directory.')
+  cli.DEFINE_path('out', None, 'Where to write; default: --root.')
   flags.DEFINE_bool('flops', True,
                     'Count parameters and multiply-adds (a few seconds per '
                     'variant).')
   flags.mark_flag_as_required('root')
-  app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == '__main__':
+  cli.run(main, define_flags)

@@ -25,9 +25,9 @@ import sys
 import time
 from typing import Callable, List, Mapping, Optional, Sequence
 
-from absl import app
 from absl import flags
 
+from inception_jax import cli
 from experiments import sweeps
 
 # Written by training only after the last step's checkpoint and evaluation,
@@ -166,7 +166,7 @@ def define_sweep_flags() -> None:
   flags.DEFINE_string('config', None,
                       'Config file, e.g. configs/fashion_mnist.py (no args; '
                       'see --config_args).')
-  flags.DEFINE_string('root', None, 'Directory of the sweep\'s runs.')
+  cli.DEFINE_path('root', None, 'Directory of the sweep\'s runs.')
   flags.DEFINE_string('config_args', None,
                       'Config args for every member, e.g. runlocal or '
                       'norm=lrn; a member\'s own args win.')
@@ -190,28 +190,23 @@ def selected_members() -> List[sweeps.Member]:
   return members
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  try:
-    if ':' in FLAGS.config:
-      raise ValueError('give config args with --config_args, not after ":" '
-                       'in --config (members add their own).')
-    members = selected_members()
-    outcomes = run_sweep(
-        members, config=FLAGS.config, root=FLAGS.root,
-        python=FLAGS.python, config_args=FLAGS.config_args,
-        sets=sweeps.parse_sets(FLAGS.set), retries=FLAGS.retries,
-        dry_run=FLAGS.dry_run)
-  except ValueError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
+def main(argv) -> int:
+  del argv
+  if ':' in FLAGS.config:
+    raise ValueError('give config args with --config_args, not after ":" '
+                     'in --config (members add their own).')
+  members = selected_members()
+  outcomes = run_sweep(
+      members, config=FLAGS.config, root=FLAGS.root,
+      python=FLAGS.python, config_args=FLAGS.config_args,
+      sets=sweeps.parse_sets(FLAGS.set), retries=FLAGS.retries,
+      dry_run=FLAGS.dry_run)
   if not FLAGS.dry_run:
     print(format_outcomes(outcomes))
   return 0 if sweep_ok(outcomes) else 1
 
 
-if __name__ == '__main__':
+def define_flags() -> None:
   define_sweep_flags()
   flags.DEFINE_bool('dry_run', False, 'Print the commands, run nothing.')
   flags.DEFINE_string('python', sys.executable,
@@ -219,4 +214,7 @@ if __name__ == '__main__':
   flags.DEFINE_integer('retries', 1,
                        'Extra attempts for a member that stops early without '
                        'an error (a SIGTERM); errors are never retried.')
-  app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == '__main__':
+  cli.run(main, define_flags)

@@ -1,61 +1,106 @@
-"""What every command-line tool here shares: one-line errors for bad flags.
+"""How every command here starts: absl flags, paths, one-line errors.
 
-absl reports an error raised inside a config file as a whole traceback, and
-ml_collections an unknown ``--config.<key>`` as a bare KeyError; a researcher
-should see one line that names the problem, and exit status 1.
+Each command module defines ``define_flags()`` and ``main(argv)`` and ends
+with ``cli.run(main, define_flags)``. Flags are defined only when the module
+runs as a program, so modules that share flag names (``--checkpoint``,
+``--out``) can be imported together by a notebook or a test.
+
+Mistakes in the input are raised as ``ValueError``s whose message names the
+problem and the fix; `run` prints them as one line, ``error: ...``, on stderr
+and exits with status 1 (``--traceback`` shows the Python traceback). A loss
+that stops being finite (an ``ArithmeticError``) is reported the same way.
 """
 
-import re
+from __future__ import annotations
+
 import sys
+from typing import Callable, NoReturn, Optional, Sequence
 
+from absl import app
 from absl import flags
+from absl import logging
+
+from inception_jax import paths
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
   print(f'error: {message}', file=sys.stderr)
   sys.exit(1)
 
 
-def _last_line(text: str) -> str:
+def one_line(text: object) -> str:
+  """The last non-empty line (where a message arrives as a traceback)."""
   lines = [l.strip() for l in str(text).strip().splitlines() if l.strip()]
   line = lines[-1] if lines else str(text)
-  return line[len('ValueError: '):] if line.startswith('ValueError: ') else line
+  for prefix in ('ValueError: ', 'KeyError: '):
+    if line.startswith(prefix):
+      line = line[len(prefix):]
+  return line
 
 
-def parse_flags(argv):
-  """absl's parsing with one-line errors instead of tracebacks."""
+class _PathParser(flags.ArgumentParser):
+  """A path typed by the user: made absolute once, here (`paths.resolve`)."""
+
+  syntactic_help = ('a path, relative to the current directory (~ expanded; '
+                    'gs:// URLs kept)')
+
+  def parse(self, argument):
+    return paths.resolve(argument)
+
+  def flag_type(self):
+    return 'path'
+
+
+def DEFINE_path(name: str, default: Optional[str], help: str,  # pylint: disable=invalid-name,redefined-builtin
+                **kwargs) -> flags.FlagHolder:
+  return flags.DEFINE(_PathParser(), name, default, help, **kwargs)
+
+
+def _parse_flags(argv: Sequence[str]):
   try:
-    return flags.FLAGS(argv)
+    return flags.FLAGS(list(argv))
   except flags.Error as e:
-    # Errors raised inside the config file arrive as a formatted traceback;
-    # its last line is the message that matters.
-    fail(_last_line(e))
+    # Errors raised inside a config file arrive as a formatted traceback;
+    # its last line is the message.
+    fail(one_line(e))
   except (AttributeError, KeyError) as e:
     # ml_collections: a --config.<key> that the locked config does not have.
-    text = str(e.args[0] if e.args else e)
-    found = re.search(r"[A-Za-z_][A-Za-z0-9_]*", text)
-    name = found.group(0) if found else text
-    hint = re.search(r'Did you mean "([^"]+)"', text)
-    suggestion = f' Did you mean {hint.group(1)!r}?' if hint else ''
-    bad = [a.split('=')[0] for a in argv[1:]
-           if a.startswith('--config.') and
-           a.split('=')[0].split('.')[-1] == name]
-    flag = bad[0] if bad else f'--config.{name}'
-    fail(f'{flag}: no such config key ({name!r}).{suggestion} See the config '
-         'file or DIR/config.json of an earlier run for the valid keys.')
-  return None
+    # Its KeyError carries the key; name the flag that asked for it.
+    key = str(e.args[0]) if isinstance(e, KeyError) and e.args else ''
+    overrides = [a.split('=')[0] for a in argv[1:] if a.startswith('--config.')]
+    named = [f for f in overrides if key and f.split('.')[-1] == key]
+    fail(f'{" ".join(named or overrides) or "--config"}: no such config key. '
+         'The config file, or DIR/config.json of an earlier run, lists the '
+         'valid keys.')
 
 
-def start(argv) -> bool:
-  """Common start of a tool's main: no stray arguments, quiet Orbax logs.
+def run(main: Callable[[Sequence[str]], Optional[int]],
+        define_flags: Callable[[], None], *,
+        positional: bool = False) -> NoReturn:
+  """Defines the flags, parses them and runs ``main(argv)``.
 
-  Returns False (after printing why) when positional arguments were given.
+  Args:
+    main: returns the exit status (None means 0).
+    define_flags: defines the command's flags.
+    positional: whether the command takes positional arguments (files).
   """
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  if len(argv) > 1:
-    print(f'error: unexpected arguments: {" ".join(argv[1:])}',
-          file=sys.stderr)
-    return False
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO.
-  return True
+  define_flags()
+  flags.DEFINE_bool('traceback', False,
+                    'Show the Python traceback of errors in the input.')
+
+  def wrapped(argv):
+    if not positional and len(argv) > 1:
+      fail(f'unexpected arguments: {" ".join(argv[1:])}')
+    if not flags.FLAGS['verbosity'].present:
+      # Orbax and TFDS log every file they write at INFO; the commands print
+      # what matters. --verbosity=0 brings the logs back.
+      logging.set_verbosity(logging.WARNING)
+    try:
+      status = main(argv)
+    except (ValueError, ArithmeticError) as e:
+      if flags.FLAGS.traceback:
+        raise
+      fail(' '.join(str(e).split()))
+    sys.exit(status or 0)
+
+  app.run(wrapped, flags_parser=_parse_flags)

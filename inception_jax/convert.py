@@ -29,7 +29,6 @@ import hashlib
 import os
 import pickle
 import re
-import sys
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import jax
@@ -355,48 +354,31 @@ def convert_file(torchvision_path: str, out_dir: str, *, image_size: int = 224,
   return os.fspath(out)
 
 
-def main(argv: Sequence[str]) -> int:
-  """The command line; returns the exit status.
-
-  Flags live in a private FlagValues so that importing this module defines
-  no global flags, and tests can call ``main`` directly.
-  """
+def main(argv: Sequence[str]) -> None:
+  del argv
   from absl import flags  # pylint: disable=g-import-not-at-top
-  fv = flags.FlagValues()
-  flags.DEFINE_string('torchvision', None,
-                      'torchvision googlenet state dict (.pth).',
-                      flag_values=fv)
-  flags.DEFINE_string('out', None, 'checkpoint directory to write.',
-                      flag_values=fv)
+  f = flags.FLAGS
+  out = convert_file(f.torchvision, f.out, image_size=f.image_size,
+                     transform_input=f.transform_input, overwrite=f.overwrite)
+  print(f'wrote {out}')
+
+
+def define_flags() -> None:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from inception_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.DEFINE_path('torchvision', None,
+                  'torchvision googlenet state dict (.pth).')
+  cli.DEFINE_path('out', None, 'checkpoint directory to write.')
   flags.DEFINE_integer('image_size', 224,
-                       'input size recorded for preprocessing.', lower_bound=32,
-                       flag_values=fv)
+                       'input size recorded for preprocessing.',
+                       lower_bound=32)
   flags.DEFINE_bool('transform_input', True,
                     "torchvision's input remapping; its ImageNet weights "
-                    'need it.', flag_values=fv)
-  flags.DEFINE_bool('overwrite', False, 'replace an existing checkpoint.',
-                    flag_values=fv)
-  usage = ('usage: python -m inception_jax.convert --torchvision=PATH.pth '
-           '--out=DIR [--image_size=224]')
-  try:
-    rest = fv(list(argv))
-  except flags.Error as e:
-    print(f'error: {e}\n{usage}', file=sys.stderr)
-    return 2
-  if len(rest) > 1 or not fv.torchvision or not fv.out:
-    print(f'error: --torchvision and --out are required, and nothing else.\n'
-          f'{usage}', file=sys.stderr)
-    return 2
-  try:
-    out = convert_file(fv.torchvision, fv.out, image_size=fv.image_size,
-                       transform_input=fv.transform_input,
-                       overwrite=fv.overwrite)
-  except ValueError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
-  print(f'wrote {out}')
-  return 0
+                    'need it.')
+  flags.DEFINE_bool('overwrite', False, 'replace an existing checkpoint.')
+  flags.mark_flags_as_required(['torchvision', 'out'])
 
 
 if __name__ == '__main__':
-  sys.exit(main(sys.argv))
+  from inception_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main, define_flags)

@@ -19,7 +19,6 @@ import dataclasses
 import json
 import os
 import re
-import sys
 import time
 from typing import Any, Callable, Dict, Optional, Sequence
 
@@ -143,30 +142,23 @@ def format_metrics(metrics: Dict[str, Any]) -> str:
   return '\n'.join(lines)
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str]) -> None:
+  del argv
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from inception_jax import cli  # pylint: disable=g-import-not-at-top
-  if not cli.start(argv):
-    return 1
   f = flags.FLAGS
-  try:
-    # Multi-host: the same as training (the cluster environment decides).
-    train.initialize_distributed(
-        ml_collections.ConfigDict({'multihost': False}))
-    result = evaluate_checkpoint(f.workdir, crops=f.crops, split=f.split,
-                                 batch_size=f.batch_size, raw=f.raw)
-  except ValueError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
+  # Multi-host: the same as training (the cluster environment decides).
+  train.initialize_distributed(ml_collections.ConfigDict({'multihost': False}))
+  result = evaluate_checkpoint(f.workdir, crops=f.crops, split=f.split,
+                               batch_size=f.batch_size, raw=f.raw)
   print(format_metrics(result.metrics))
   if result.path:
     print(f'Wrote {result.path}.')
-  return 0
 
 
-def _define_flags() -> None:
+def define_flags() -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_string('workdir', None, 'The training workdir to evaluate.')
+  from inception_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.DEFINE_path('workdir', None, 'The training workdir to evaluate.')
   flags.DEFINE_integer('crops', 1, 'Crops per image: 1, 10 or 144; the '
                        'softmax is averaged over them.')
   flags.DEFINE_string('split', None,
@@ -182,6 +174,5 @@ def _define_flags() -> None:
 
 
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
-  _define_flags()
-  app.run(main)
+  from inception_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main, define_flags)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import Sequence
 
 from inception_jax import params_checkpoint
@@ -66,29 +65,22 @@ def export(checkpoint: str, out_dir: str, *, raw: bool = False,
   return os.fspath(path)
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str]) -> None:
+  del argv
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from inception_jax import cli  # pylint: disable=g-import-not-at-top
-  if not cli.start(argv):
-    return 1
   f = flags.FLAGS
-  try:
-    path = export(f.checkpoint, f.out, raw=f.raw, overwrite=f.overwrite)
-  except ValueError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
+  path = export(f.checkpoint, f.out, raw=f.raw, overwrite=f.overwrite)
   print(f'Wrote the {"raw" if f.raw else "Polyak-averaged"} weights of '
         f'{f.checkpoint} to {path}.')
-  return 0
 
 
-def _define_flags() -> None:
-  # Defined only when run as a program (flag names are shared with predict).
+def define_flags() -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_string('checkpoint', None,
-                      'A workdir, step directory or parameters-only '
-                      'checkpoint (local or gs://).')
-  flags.DEFINE_string('out', None, 'Directory to write the checkpoint to.')
+  from inception_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.DEFINE_path('checkpoint', None,
+                  'A workdir, step directory or parameters-only checkpoint '
+                  '(local or gs://).')
+  cli.DEFINE_path('out', None, 'Directory to write the checkpoint to.')
   flags.DEFINE_bool('raw', False,
                     'Export the raw weights instead of their Polyak average.')
   flags.DEFINE_bool('overwrite', False, 'Replace a checkpoint in --out.')
@@ -96,6 +88,5 @@ def _define_flags() -> None:
 
 
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
-  _define_flags()
-  app.run(main)
+  from inception_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main, define_flags)

@@ -34,6 +34,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from inception_jax import paths
 from inception_jax.models import googlenet
 
 FORMAT = 'inception_jax.params/1'
@@ -42,11 +43,7 @@ VARIABLES_DIR = 'variables'
 
 
 def _as_path(path: epath.PathLike) -> epath.Path:
-  """Orbax wants absolute paths; remote (``gs://``) paths are left alone."""
-  text = os.fspath(path)
-  if '://' not in text:
-    text = os.path.abspath(text)
-  return epath.Path(text)
+  return epath.Path(paths.resolve(path))
 
 
 def _create_model_defaults() -> dict[str, Any]:

@@ -214,20 +214,16 @@ def run(checkpoint: str, paths: Sequence[str], *, top_k: int = 5,
 
 def main(argv: Sequence[str]) -> int:
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from absl import logging  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
-  if not f['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO.
   return run(f.checkpoint, list(argv[1:]), top_k=f.top_k, polyak=not f.raw)
 
 
-def _define_flags() -> None:
-  # Defined only when run as a program, so that `predict`, `export` and
-  # `evaluate` can be imported together (they share flag names).
+def define_flags() -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_string('checkpoint', None,
-                      'A workdir, step directory or parameters-only '
-                      'checkpoint (local or gs://).')
+  from inception_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.DEFINE_path('checkpoint', None,
+                  'A workdir, step directory or parameters-only checkpoint '
+                  '(local or gs://).')
   flags.DEFINE_integer('top_k', 5, 'How many classes to print per image.')
   flags.DEFINE_bool('raw', False,
                     'Use the raw weights instead of their Polyak average.')
@@ -235,6 +231,5 @@ def _define_flags() -> None:
 
 
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
-  _define_flags()
-  app.run(main)
+  from inception_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main, define_flags, positional=True)

@@ -33,6 +33,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from inception_jax import params_checkpoint
+from inception_jax import paths
 from inception_jax.models import googlenet
 
 # What `checkpointing.Checkpoints` writes; repeated here so that restoring
@@ -76,10 +77,7 @@ class Restored(NamedTuple):
 
 
 def _as_path(path: epath.PathLike) -> epath.Path:
-  text = os.fspath(path)
-  if '://' not in text:
-    text = os.path.abspath(os.path.expanduser(text))
-  return epath.Path(text)
+  return epath.Path(paths.resolve(path))
 
 
 def _one_line(error: BaseException) -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import sys
 from typing import Any, Optional, Sequence
 
 import jax
@@ -228,28 +227,19 @@ def model_from_config(config) -> googlenet.GoogLeNet:
   return googlenet.create_model(**kwargs)
 
 
-def main(argv):
+def main(argv) -> None:
   del argv
   from absl import flags  # pylint: disable=g-import-not-at-top
   config = flags.FLAGS.config
-  if config is None:
-    print('error: --config is required, e.g. --config=configs/imagenet.py',
-          file=sys.stderr)
-    return 1
-  try:
-    model = model_from_config(config)
-    image_size = int(flags.FLAGS.image_size or config.data.image_size)
-    summary = summarize(model, image_size)
-  except ValueError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
+  model = model_from_config(config)
+  image_size = int(flags.FLAGS.image_size or config.data.image_size)
+  summary = summarize(model, image_size)
   xla = xla_forward_flops(model, image_size) if flags.FLAGS.xla else None
   print(format_summary(summary, model, xla))
-  return 0
 
 
-if __name__ == '__main__':
-  from absl import app, flags  # pylint: disable=g-import-not-at-top
+def define_flags() -> None:
+  from absl import flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   config_flags.DEFINE_config_file('config', None, 'Config file (with :args).',
                                   lock_config=True)
@@ -257,5 +247,9 @@ if __name__ == '__main__':
                        'Input size; default: the config\'s data.image_size.')
   flags.DEFINE_bool('xla', True,
                     'Also compile the forward pass and print XLA\'s FLOPs.')
+  flags.mark_flag_as_required('config')
+
+
+if __name__ == '__main__':
   from inception_jax import cli  # pylint: disable=g-import-not-at-top
-  app.run(lambda argv: sys.exit(main(argv)), flags_parser=cli.parse_flags)
+  cli.run(main, define_flags)

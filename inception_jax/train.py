@@ -10,6 +10,7 @@ statistics by itself (they are over the global batch, no pmean needed).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import json
@@ -32,13 +33,14 @@ from inception_jax import checkpointing
 from inception_jax import data as data_lib
 from inception_jax import metrics as metrics_lib
 from inception_jax import optim
+from inception_jax import paths
 from inception_jax.models import googlenet
 from inception_jax.train_state import TrainState
 
 Batch = Dict[str, jax.Array]
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(FloatingPointError):
   """The loss or the gradient stopped being finite."""
 
 
@@ -425,6 +427,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   Returns the final metrics, plus 'preempted': True if SIGTERM stopped the
   run early (after saving a checkpoint).
   """
+  workdir = paths.resolve(workdir)
+  config = copy.deepcopy(config)
+  paths.resolve_config_paths(config)
   # First: validate_config's dtype check ('auto') asks JAX for its backend,
   # and jax.distributed.initialize() must come before that.
   initialize_distributed(config)

@@ -45,7 +45,8 @@ def train_line(self, step, scalars, seconds_per_step):
     os.kill(os.getpid(), signal.SIGKILL)
 metrics.Progress.train_line = train_line
 sys.argv[0] = 'inception_jax.main'
-app.run(main.main, flags_parser=main.parse_flags)
+from inception_jax import cli
+cli.run(main.main, main.define_flags)
 '''
 
 

@@ -221,12 +221,11 @@ def test_wrong_num_classes_names_fc(numpy_state_dict):
     convert.from_torchvision(numpy_state_dict, num_classes=10)
 
 
-def test_cli_end_to_end(reference, converted, tmp_path, capsys):
+def test_convert_file_end_to_end(reference, converted, tmp_path):
   pth = tmp_path / 'googlenet.pth'
   torch.save(reference['state_dict'], pth)
   out = tmp_path / 'ckpt'
-  rc = convert.main(['convert', f'--torchvision={pth}', f'--out={out}'])
-  assert rc == 0, capsys.readouterr().err
+  convert.convert_file(str(pth), str(out))
 
   model, variables, meta = params_checkpoint.load_params_checkpoint(out)
   assert meta['format'] == 'inception_jax.params/1'
@@ -243,13 +242,12 @@ def test_cli_end_to_end(reference, converted, tmp_path, capsys):
   np.testing.assert_allclose(logits, converted['logits'], rtol=0, atol=1e-6)
 
   # An existing checkpoint is not silently replaced.
-  rc = convert.main(['convert', f'--torchvision={pth}', f'--out={out}'])
-  assert rc == 1
-  assert 'already holds a checkpoint' in capsys.readouterr().err
+  with pytest.raises(ValueError, match='already holds a checkpoint'):
+    convert.convert_file(str(pth), str(out))
 
 
 @pytest.mark.parametrize('content', ['garbage', 'module', 'list'])
-def test_cli_unloadable_file_is_one_line_error(tmp_path, capsys, content):
+def test_unloadable_file_is_one_line_error(tmp_path, content):
   pth = tmp_path / 'bad.pth'
   if content == 'garbage':
     pth.write_bytes(b'this is not a pickle')
@@ -257,12 +255,9 @@ def test_cli_unloadable_file_is_one_line_error(tmp_path, capsys, content):
     torch.save(torch.nn.Linear(2, 2), pth)
   else:
     torch.save([torch.zeros(1)], pth)
-  rc = convert.main(['convert', f'--torchvision={pth}',
-                     f'--out={tmp_path / "out"}'])
-  err = capsys.readouterr().err
-  assert rc == 1
-  assert err.startswith('error: ') and err.count('\n') == 1, err
-  assert 'Traceback' not in err and str(pth) in err
+  with pytest.raises(ValueError) as e:
+    convert.convert_file(str(pth), str(tmp_path / 'out'))
+  assert '\n' not in str(e.value) and str(pth) in str(e.value)
   assert not (tmp_path / 'out').exists()
 
 

@@ -47,7 +47,8 @@ class Poisoned:
 
 data.create_train_iterator = lambda *a, **k: Poisoned(original(*a, **k))
 sys.argv[0] = 'inception_jax.main'
-app.run(main.main, flags_parser=main.parse_flags)
+from inception_jax import cli
+cli.run(main.main, main.define_flags)
 '''
 
 # Steps 1-8, logs every 2, a checkpoint every 3 (and at the end).

@@ -65,7 +65,8 @@ def create_train_iterator(data_cfg, *, global_batch_size, seed, **kwargs):
 
 data.create_train_iterator = create_train_iterator
 sys.argv[0] = 'inception_jax.main'
-app.run(main.main, flags_parser=main.parse_flags)
+from inception_jax import cli
+cli.run(main.main, main.define_flags)
 '''
 
 
