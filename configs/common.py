@@ -50,6 +50,7 @@ def parse_arg(arg: Optional[str], *, switches: Tuple[str, ...] = ('runlocal',),
   out = {name: default for name, (_, default) in ABLATIONS.items()}
   out.update(defaults)
   out.update({name: False for name in switches})
+  given = set()
   for part in (arg or '').split(','):
     part = part.strip()
     if not part:
@@ -70,6 +71,9 @@ def parse_arg(arg: Optional[str], *, switches: Tuple[str, ...] = ('runlocal',),
           f'config arg {name}={value.strip()!r} is not one of '
           f'{"|".join(str(v) for v in valid)}.')
     out[name] = parsed
+    given.add(name)
+  if out['variant'] == 'torchvision' and 'norm' not in given:
+    out['norm'] = 'batchnorm'  # torchvision's network has BatchNorm
   return ml_collections.ConfigDict(out)
 
 
@@ -93,6 +97,8 @@ def base_config(args: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   # multi-process cluster).
   c.multihost = False
 
+  # The model's constructor arguments (googlenet.MODEL_ARGS), as they are
+  # passed to it and recorded in every checkpoint.
   c.model = ml_collections.ConfigDict()
   c.model.num_classes = 0  # 0: the data set's number of classes
   c.model.module = args.module

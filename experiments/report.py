@@ -311,19 +311,17 @@ def group_variants(runs: Sequence[Run]) -> List[Variant]:
 # --- Parameters and multiply-adds ---------------------------------------------
 
 def model_kwargs(config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-  """create_model's arguments from a run's config.json, or None if unknown."""
+  """The model's constructor arguments from a run's config.json, or None
+  if its class count is unknown."""
   model = config.get('model', {})
   data = config.get('data', {})
   num_classes = model.get('num_classes') or KNOWN_NUM_CLASSES.get(
       data.get('name'))
   if not num_classes:
     return None
-  kwargs = {'num_classes': int(num_classes)}
-  for key in ('module', 'aux', 'norm', 'variant', 'width', 'dropout',
-              'aux_dropout', 'transform_input'):
-    if key in model:
-      kwargs[key] = model[key]
-  return kwargs
+  # config.model holds the model's constructor arguments; counts do not
+  # depend on the compute dtype.
+  return dict(model, num_classes=int(num_classes), dtype='float32')
 
 
 def summarize_model(kwargs: Dict[str, Any], image_size: int

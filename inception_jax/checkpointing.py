@@ -5,18 +5,22 @@ saved step; Orbax writes it under a temporary name and renames it when it is
 complete, so a directory named by a bare step number is always whole):
 
 * ``state/``: the `TrainState` as a nested dict (Orbax StandardSave):
-  ``step``, ``params``, ``batch_stats``, ``opt_state``, ``ema_params``,
-  ``ema_batch_stats``, ``rng``, ``nonfinite_steps``. `ema_*` are the Polyak
-  averages that evaluation and export use. Empty subtrees (``batch_stats``
-  of a model without BatchNorm) are stored as empty dicts.
+  ``step``, ``params``, ``model_state``, ``opt_state``, ``ema_params``,
+  ``ema_model_state``, ``rng``, ``nonfinite_steps``. `ema_*` are the Polyak
+  averages that evaluation and export use. ``model_state`` is
+  ``{'batch_stats': ...}`` with BatchNorm and empty otherwise. (Checkpoints
+  written before it existed hold ``batch_stats`` / ``ema_batch_stats``;
+  they still resume and load.)
 * ``data_iterator/process_<i>-of-<n>.json``: each process's input iterator
   state (grain's JSON), so a resumed run sees exactly the batches the
   uninterrupted run would have seen.
 * ``config/``: the run's full config (Orbax JSON item).
 * ``metadata/``: what a loader needs without the training code (Orbax JSON
   item): ``format``, ``step``, ``model`` (the exact keyword arguments of
-  `models.create_model`, with ``num_classes`` resolved), ``image_size``,
-  ``dataset`` (``name``, ``num_classes``, ``class_names``).
+  `models.create_model`, every one, resolved), ``image_size``,
+  ``dataset`` (``name``, ``num_classes``, ``class_names``), and ``clock``
+  (``wall_time_sec``, ``examples_seen``: the run's clock over all its
+  sessions, which a resumed run continues).
 
 ``DIR/config.json`` beside it is the same config for people and scripts.
 """
@@ -25,14 +29,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Iterable, Mapping, Optional, Tuple
+from typing import Any, Callable, Mapping, Optional, Tuple
 
 from absl import logging
 import flax
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
+
+from inception_jax.train_state import upgrade_state_dict
 
 FORMAT = 'inception_jax.train_state/1'
 ITEMS = ('state', 'data_iterator', 'config', 'metadata')
@@ -143,19 +148,35 @@ class ArchitectureMismatchError(ValueError):
   pass
 
 
+@dataclasses.dataclass
+class Clock:
+  """The run's clock, over every session that led to its state."""
+  wall_time_sec: float = 0.0
+  examples_seen: int = 0
+
+  def to_json(self) -> dict:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_json(cls, value: Optional[Mapping[str, Any]]) -> 'Clock':
+    value = value or {}
+    return cls(wall_time_sec=float(value.get('wall_time_sec', 0.0)),
+               examples_seen=int(value.get('examples_seen', 0)))
+
+
 # --- The manager. -----------------------------------------------------------
 
 class Checkpoints:
   """`DIR/checkpoints/`: periodic asynchronous saves and exact resume."""
 
-  def __init__(self, workdir: str, *, keep: int, asynchronous: bool = True):
+  def __init__(self, workdir: str, *, keep: int):
     self.directory = epath.Path(workdir) / 'checkpoints'
     self._warn_about_partial_saves()
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
             max_to_keep=keep if keep and keep > 0 else None,
-            enable_async_checkpointing=asynchronous,
+            enable_async_checkpointing=True,
             # Saves are decided by the training loop, not by Orbax.
             save_interval_steps=1,
             cleanup_tmp_directories=True),
@@ -179,13 +200,12 @@ class Checkpoints:
   def latest_step(self) -> Optional[int]:
     return self.manager.latest_step()
 
-  def all_steps(self) -> Iterable[int]:
-    return self.manager.all_steps()
-
   def save(self, step: int, state: Any, *, iterator_state: Any,
-           config: Mapping[str, Any], metadata: Mapping[str, Any]) -> None:
+           config: Mapping[str, Any], metadata: Mapping[str, Any],
+           clock: Clock) -> None:
     """Starts saving `state` at `step`; returns once the arrays are copied."""
-    metadata = dict(metadata, format=FORMAT, step=int(step))
+    metadata = dict(metadata, format=FORMAT, step=int(step),
+                    clock=clock.to_json())
     self.manager.save(
         int(step),
         args=ocp.args.Composite(
@@ -196,15 +216,17 @@ class Checkpoints:
             metadata=ocp.args.JsonSave(metadata)),
         force=True)
 
+  def _saved_tree(self, step: int) -> dict:
+    saved = self.manager.item_metadata(step)['state']
+    return dict(getattr(saved, 'tree', saved))
+
   def check_architecture(self, step: int, abstract_state: Any) -> None:
     """Raises ArchitectureMismatchError naming the first differing parameter."""
-    saved = self.manager.item_metadata(step)['state']
-    tree = getattr(saved, 'tree', saved)
-    problem = first_mismatch({'params': tree['params']},
-                             {'params': abstract_state.params})
-    if problem is None:
-      problem = first_mismatch({'batch_stats': tree.get('batch_stats', {})},
-                               {'batch_stats': abstract_state.batch_stats})
+    tree = upgrade_state_dict(self._saved_tree(step))
+    problem = None
+    for key in ('params', 'model_state'):
+      problem = problem or first_mismatch(
+          {key: tree.get(key, {})}, {key: getattr(abstract_state, key)})
     if problem is not None:
       raise ArchitectureMismatchError(
           f'the checkpoint {self.directory / str(step)} was written by a '
@@ -212,18 +234,45 @@ class Checkpoints:
           f'with (see its config.json) or a new --workdir.')
 
   def restore(self, step: int, abstract_state: Any
-              ) -> Tuple[Any, Optional[str]]:
-    """Restores the state (onto `abstract_state`'s shardings) and iterator."""
+              ) -> Tuple[Any, Optional[str], Clock]:
+    """The state (onto `abstract_state`'s shardings), the input iterator's
+    saved text and the run's clock."""
     self.check_architecture(step, abstract_state)
     target = flax.serialization.to_state_dict(abstract_state)
+    if 'batch_stats' in self._saved_tree(step):
+      target = _legacy_layout(target)
     restored = self.manager.restore(
         step,
         args=ocp.args.Composite(
             state=ocp.args.StandardRestore(target),
-            data_iterator=IteratorStateRestore()))
-    state = flax.serialization.from_state_dict(abstract_state,
-                                               restored['state'])
-    return state, restored['data_iterator']
+            data_iterator=IteratorStateRestore(),
+            metadata=ocp.args.JsonRestore()))
+    state = flax.serialization.from_state_dict(
+        abstract_state, upgrade_state_dict(restored['state']))
+    clock = Clock.from_json((restored['metadata'] or {}).get('clock'))
+    return state, restored['data_iterator'], clock
+
+  def restore_or_init(self, *, init: Callable[[], Any],
+                      abstract: Callable[[], Any], train_iter: Any,
+                      worker_count: int) -> Tuple[Any, Optional[Clock]]:
+    """The newest complete checkpoint's state, or `init()` when there is none.
+
+    A restored run also puts the input iterator back where the checkpoint
+    left it. Returns the state and the saved clock (None for a fresh start).
+    """
+    latest = self.latest_step()
+    if latest is None:
+      return init(), None
+    state, iterator_text, clock = self.restore(latest, abstract())
+    if iterator_text is None:
+      logging.warning('Checkpoint %d has no input state for this process; '
+                      'the input restarts from the beginning.', latest)
+    else:
+      check_input_order(iterator_text, worker_count,
+                        str(self.directory / str(latest)))
+      train_iter.set_state(iterator_state_from_text(
+          iterator_text, train_iter.get_state()))
+    return state, clock
 
   def wait_until_finished(self) -> None:
     self.manager.wait_until_finished()
@@ -232,8 +281,10 @@ class Checkpoints:
     self.manager.close()
 
 
-def abstract_like(tree: Any, sharding: jax.sharding.Sharding) -> Any:
-  """ShapeDtypeStructs of `tree` placed with `sharding`, for restoring."""
-  return jax.tree_util.tree_map(
-      lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding),
-      tree)
+def _legacy_layout(target: dict) -> dict:
+  """A restore target in the layout of checkpoints from before model_state."""
+  target = dict(target)
+  for new, old in (('model_state', 'batch_stats'),
+                   ('ema_model_state', 'ema_batch_stats')):
+    target[old] = dict(target.pop(new)).get('batch_stats', {})
+  return target

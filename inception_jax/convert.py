@@ -35,6 +35,7 @@ import jax
 import numpy as np
 
 from inception_jax import params_checkpoint
+from inception_jax import paths
 from inception_jax.models import googlenet
 
 # Flax module names that differ from torchvision's attribute names. torchvision
@@ -338,6 +339,7 @@ def load_torch_state_dict(path: str) -> dict[str, Any]:
 def convert_file(torchvision_path: str, out_dir: str, *, image_size: int = 224,
                  transform_input: bool = True, overwrite: bool = False) -> str:
   """Converts a torchvision ``.pth`` state dict into a params checkpoint."""
+  torchvision_path = paths.resolve(torchvision_path)
   state_dict = load_torch_state_dict(torchvision_path)
   kwargs = torchvision_model_kwargs(state_dict,
                                     transform_input=transform_input)
@@ -348,7 +350,8 @@ def convert_file(torchvision_path: str, out_dir: str, *, image_size: int = 224,
       'source_sha256': _sha256(torchvision_path),
   }
   out = params_checkpoint.save_params_checkpoint(
-      out_dir, variables, kwargs, image_size=image_size,
+      paths.resolve(out_dir), variables, googlenet.create_model(**kwargs),
+      image_size=image_size,
       class_names=_imagenet_class_names(kwargs['num_classes']), extra=extra,
       overwrite=overwrite)
   return os.fspath(out)

@@ -6,8 +6,8 @@ r"""Evaluate a workdir's newest checkpoint with 1, 10 or 144 crops per image.
 The Polyak-averaged weights are evaluated (``--raw`` adds the raw weights as
 ``eval_raw/*``); with several crops the softmax is averaged over the crops of
 each image, the paper's test-time protocol. The step is the trainer's own
-evaluation step (`train.make_eval_step`, sharded over every device) fed by the
-trainer's evaluation input, whose last batch is padded and masked, so
+evaluator (`evaluator.Evaluator`, sharded over every device), whose last
+batch is padded and masked, so
 ``eval/num_examples`` is the size of the split whatever the batch size and
 device count. The metrics are printed and written to
 ``DIR/eval_<split>_<crops>crop.json``.
@@ -23,12 +23,12 @@ import time
 from typing import Any, Callable, Dict, Optional, Sequence
 
 import jax
-from jax.sharding import NamedSharding, PartitionSpec as P
-import ml_collections
 
-from inception_jax import data as data_lib
+from inception_jax import evaluator as evaluator_lib
+from inception_jax import mesh as mesh_lib
+from inception_jax import paths
 from inception_jax import restore
-from inception_jax import train
+from inception_jax.data import datasets
 
 # Crops per image -> how many images a default batch holds, relative to the
 # config's eval_batch_size: the 144-crop batch stays within memory that the
@@ -77,6 +77,7 @@ def evaluate_checkpoint(workdir: str, *, crops: int = 1,
   """
   if crops not in _CROP_COST:
     raise ValueError(f'--crops must be 1, 10 or 144, got {crops}.')
+  workdir = paths.resolve(workdir)
   restored = restore.load(workdir, polyak=True)
   config = restore.config_of(restored)
   if config is None:
@@ -84,22 +85,14 @@ def evaluate_checkpoint(workdir: str, *, crops: int = 1,
         f'{restored.path} records no training config, so the evaluation '
         'input cannot be rebuilt; evaluate a training workdir or a checkpoint '
         'exported from one.')
-  config = config.copy_and_resolve_references()
-  mesh = train.create_mesh()
+  mesh = mesh_lib.create_mesh()
   num_devices = mesh.devices.size
-  with config.unlocked():
-    config.data.eval_crops = crops
-    if split:
-      config.data.eval_split = split
-    config.eval_batch_size = (batch_size if batch_size else
-                              default_batch_size(config, crops, num_devices))
-  train.check_divisible(config.eval_batch_size, mesh, 'batch_size')
-  split_name = split or data_lib.resolve_splits(config.data)[1]
-
-  num_classes = restored.model.num_classes
-  eval_step = train.make_eval_step(restored.model, num_classes, mesh)
-  replicated = NamedSharding(mesh, P())
-  batch_sharding = NamedSharding(mesh, P('data'))
+  batch_size = batch_size or default_batch_size(config, crops, num_devices)
+  mesh_lib.check_divisible(batch_size, mesh, 'batch_size')
+  split_name = split or datasets.resolve_splits(config.data)[1]
+  evaluator = evaluator_lib.Evaluator(restored.model, config.data, mesh=mesh,
+                                      batch_size=batch_size, crops=crops,
+                                      split=split_name)
   runs = [('eval', restored)]
   if raw:
     if restored.kind != 'train_state':
@@ -110,12 +103,11 @@ def evaluate_checkpoint(workdir: str, *, crops: int = 1,
   start = time.time()
   metrics: Dict[str, Any] = {}
   for prefix, weights in runs:
-    variables = jax.device_put(jax.device_get(weights.variables), replicated)
-    result = train.evaluate(eval_step, variables, config, batch_sharding)
+    result = evaluator.evaluate(weights.variables)
     metrics.update({f'{prefix}/{k}': v for k, v in result.items()})
   metrics.update({
       'checkpoint': restored.path, 'step': restored.step, 'split': split_name,
-      'crops': crops, 'batch_size': config.eval_batch_size,
+      'crops': crops, 'batch_size': batch_size,
       'num_devices': num_devices, 'seconds': round(time.time() - start, 3)})
 
   path = None
@@ -126,7 +118,7 @@ def evaluate_checkpoint(workdir: str, *, crops: int = 1,
       json.dump(metrics, f, indent=2, sort_keys=True)
       f.write('\n')
     os.replace(tmp, path)
-  return Evaluation(metrics, path, eval_step)
+  return Evaluation(metrics, path, evaluator.step)
 
 
 def format_metrics(metrics: Dict[str, Any]) -> str:
@@ -147,7 +139,7 @@ def main(argv: Sequence[str]) -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
   # Multi-host: the same as training (the cluster environment decides).
-  train.initialize_distributed(ml_collections.ConfigDict({'multihost': False}))
+  mesh_lib.initialize_distributed()
   result = evaluate_checkpoint(f.workdir, crops=f.crops, split=f.split,
                                batch_size=f.batch_size, raw=f.raw)
   print(format_metrics(result.metrics))

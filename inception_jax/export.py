@@ -19,14 +19,9 @@ import os
 from typing import Sequence
 
 from inception_jax import params_checkpoint
+from inception_jax import paths
 from inception_jax import predict
 from inception_jax import restore
-
-
-def model_kwargs_of(restored: restore.Restored) -> dict:
-  if restored.kind == 'params':
-    return dict(restored.meta['model_kwargs'])
-  return dict(restored.meta['model'])
 
 
 def export(checkpoint: str, out_dir: str, *, raw: bool = False,
@@ -40,6 +35,7 @@ def export(checkpoint: str, out_dir: str, *, raw: bool = False,
     ValueError: no checkpoint at `checkpoint`, or `out_dir` already holds
       one and not `overwrite`.
   """
+  out_dir = paths.resolve(out_dir)
   restored = restore.load(checkpoint, polyak=not raw)
   config = restore.config_of(restored)
   prep = predict.preprocessing_of(restored)
@@ -59,7 +55,7 @@ def export(checkpoint: str, out_dir: str, *, raw: bool = False,
   if restored.kind == 'train_state':
     extra['dataset'] = restored.meta.get('dataset')
   path = params_checkpoint.save_params_checkpoint(
-      out_dir, restored.variables, model_kwargs_of(restored),
+      out_dir, restored.variables, restored.model,
       image_size=restored.image_size, class_names=restored.class_names,
       extra=extra, overwrite=overwrite)
   return os.fspath(path)

@@ -119,22 +119,6 @@ def truncate_jsonl(path: str, last_step: int) -> None:
                           if record['step'] <= last_step))
 
 
-def wall_time_before(path: str, step: int) -> float:
-  """The run's wall time logged at or before `step` (0 when none).
-
-  A resumed run continues this clock, so `wall_time_sec` in the metrics and
-  the summary counts every session that led to the final state (time spent
-  after the checkpoint a session resumes from, then lost, is not counted).
-  """
-  path = epath.Path(path)
-  if not path.exists():
-    return 0.0
-  times = [float(record['wall_time_sec']) for _, record in _records(path)
-           if record['step'] <= step
-           and record.get('wall_time_sec') is not None]
-  return times[-1] if times else 0.0
-
-
 def create_writer(workdir: str, *, is_primary: bool,
                   resume_step: Optional[int] = None
                   ) -> metric_writers.MetricWriter:
@@ -207,6 +191,19 @@ class Progress:
             f'top5 {100 * scalars[prefix + "/top5"]:.2f}% '
             f'loss {scalars[prefix + "/loss"]:.4f} '
             f'({int(scalars[prefix + "/num_examples"])} images, {label})')
+
+  def done_line(self, step: int, eval_scalars: Mapping[str, float],
+                checkpoints: Any, workdir: str) -> None:
+    top1 = eval_scalars.get('eval/top1')
+    self.print(
+        f'Done: {step} steps in {format_duration(self.total_elapsed())}'
+        + (f' ({format_duration(self.elapsed())} this session)'
+           if self.previous_seconds else '')
+        + (f', eval top1 {100 * top1:.2f}% (Polyak average) on '
+           f'{eval_scalars["eval/num_examples"]} images' if top1 is not None
+           else '')
+        + f'. Checkpoints in {checkpoints}, metrics in '
+        f'{os.path.join(workdir, "metrics.jsonl")}.')
 
   def elapsed(self) -> float:
     """Seconds since this session started."""

@@ -6,14 +6,16 @@ the variables and enough description to rebuild the module around them. This
 format is that smaller thing::
 
   out_dir/
-    model.json   {"format": "inception_jax.params/1", "model_kwargs": {...},
+    model.json   {"format": "inception_jax.params/1", "model": {...},
                   "image_size": 224, "class_names": [...] or null,
                   "extra": {...}}
     variables/   Orbax StandardCheckpointer tree {'params', 'batch_stats'}
 
-``model_kwargs`` are exactly the keyword arguments of
+``model`` holds exactly the keyword arguments of
 `inception_jax.models.create_model` (every one of them, defaults filled in, so
-a later change of a default does not change what an old checkpoint means).
+a later change of a default does not change what an old checkpoint means),
+under the same key as in a training checkpoint's metadata. (Checkpoints
+written before that call it ``model_kwargs``; they still load.)
 ``model.json`` is written last: its presence marks a complete checkpoint.
 
 Restoring uses the shapes and dtypes recorded in the checkpoint and puts every
@@ -23,7 +25,6 @@ on a laptop. Nothing here imports TensorFlow or PyTorch.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 from typing import Any, Mapping, Optional, Sequence, Tuple
@@ -46,40 +47,9 @@ def _as_path(path: epath.PathLike) -> epath.Path:
   return epath.Path(paths.resolve(path))
 
 
-def _create_model_defaults() -> dict[str, Any]:
-  sig = inspect.signature(googlenet.create_model)
-  return {name: p.default for name, p in sig.parameters.items()}
-
-
-def normalize_model_kwargs(model_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-  """Completes `model_kwargs` with create_model's defaults, JSON-ready.
-
-  Raises:
-    ValueError: an argument create_model does not take, a missing
-      ``num_classes``, or a value JSON cannot hold.
-  """
-  defaults = _create_model_defaults()
-  unknown = sorted(set(model_kwargs) - set(defaults))
-  if unknown:
-    raise ValueError(
-        f'model_kwargs has {unknown}, which create_model does not take; it '
-        f'takes {sorted(defaults)}.')
-  kwargs = {k: v for k, v in defaults.items()
-            if v is not inspect.Parameter.empty}
-  kwargs.update(model_kwargs)
-  if 'num_classes' not in kwargs:
-    raise ValueError('model_kwargs must give num_classes.')
-  kwargs['dtype'] = jnp.dtype(kwargs['dtype']).name
-  try:
-    json.dumps(kwargs)
-  except TypeError as e:
-    raise ValueError(f'model_kwargs are not JSON-serialisable: {e}') from None
-  return kwargs
-
-
 def save_params_checkpoint(out_dir: epath.PathLike,
                            variables: Mapping[str, Any],
-                           model_kwargs: Mapping[str, Any], *,
+                           model: googlenet.GoogLeNet, *,
                            image_size: int,
                            class_names: Optional[Sequence[str]] = None,
                            extra: Optional[Mapping[str, Any]] = None,
@@ -93,8 +63,7 @@ def save_params_checkpoint(out_dir: epath.PathLike,
     out_dir: directory to create (or fill, if empty of a checkpoint).
     variables: ``{'params': ..., 'batch_stats': ...}`` of numpy or JAX
       arrays, any sharding.
-    model_kwargs: keyword arguments of `create_model` that build the module
-      these variables belong to.
+    model: the module these variables belong to.
     image_size: the square input size the variables were trained/converted
       for (the model itself accepts others; this is what preprocessing
       should use).
@@ -109,7 +78,7 @@ def save_params_checkpoint(out_dir: epath.PathLike,
     ValueError: bad metadata (checked before anything is written), or an
       existing checkpoint and ``overwrite=False``.
   """
-  kwargs = normalize_model_kwargs(model_kwargs)
+  kwargs = googlenet.model_kwargs(model)
   if class_names is not None:
     class_names = [str(c) for c in class_names]
     if len(class_names) != kwargs['num_classes']:
@@ -118,7 +87,7 @@ def save_params_checkpoint(out_dir: epath.PathLike,
           f'num_classes={kwargs["num_classes"]}.')
   meta = {
       'format': FORMAT,
-      'model_kwargs': kwargs,
+      'model': kwargs,
       'image_size': int(image_size),
       'class_names': class_names,
       'extra': dict(extra) if extra is not None else {},
@@ -172,8 +141,10 @@ def read_meta(path: epath.PathLike) -> dict[str, Any]:
   if not isinstance(meta, dict) or meta.get('format') != FORMAT:
     got = meta.get('format') if isinstance(meta, dict) else None
     raise _not_a_checkpoint(path, f'format is {got!r}')
-  if not isinstance(meta.get('model_kwargs'), dict):
-    raise _not_a_checkpoint(path, 'no model_kwargs')
+  if 'model' not in meta and 'model_kwargs' in meta:
+    meta['model'] = meta.pop('model_kwargs')
+  if not isinstance(meta.get('model'), dict):
+    raise _not_a_checkpoint(path, 'no model arguments')
   if not (path / VARIABLES_DIR).is_dir():
     raise _not_a_checkpoint(path, f'no {VARIABLES_DIR}/ directory')
   return meta
@@ -193,16 +164,17 @@ def load_params_checkpoint(
     'batch_stats': ...}``, and the parsed ``model.json``.
 
   Raises:
-    ValueError: `path` holds no such checkpoint, or its model_kwargs no
+    ValueError: `path` holds no such checkpoint, or its model arguments no
       longer build a model.
   """
   path = _as_path(path)
   meta = read_meta(path)
   try:
-    model = googlenet.create_model(**meta['model_kwargs'])
+    model = googlenet.create_model(**meta['model'])
   except (TypeError, ValueError) as e:
     raise ValueError(
-        f'{path / META_FILE}: model_kwargs do not build a model: {e}') from None
+        f'{path / META_FILE}: its model arguments do not build a model: '
+        f'{e}') from None
 
   var_dir = path / VARIABLES_DIR
   sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])

@@ -52,8 +52,8 @@ class Restored(NamedTuple):
 
   Attributes:
     model: the rebuilt `GoogLeNet` module.
-    variables: ``{'params': ...}`` plus ``'batch_stats'`` for BatchNorm
-      models, on one local device.
+    variables: ``{'params': ...}`` plus the model's other collections
+      (``'batch_stats'`` for BatchNorm models), on one local device.
     config: the training run's config, or None for a parameters-only
       checkpoint (its ``meta['extra']`` says what is known).
     step: the training step of the weights, or None if unknown.
@@ -173,9 +173,24 @@ def _read_json_item(step_dir: epath.Path, item: str) -> dict:
   return value
 
 
-def _variable_keys(polyak: bool) -> Tuple[str, str]:
-  return ('ema_params', 'ema_batch_stats') if polyak else ('params',
-                                                           'batch_stats')
+def _variable_keys(step_dir: epath.Path, polyak: bool) -> Tuple[str, str]:
+  """The state's keys of the parameters and of the other model variables.
+
+  Checkpoints from before `model_state` existed hold BatchNorm's statistics
+  as ``batch_stats`` / ``ema_batch_stats``.
+  """
+  try:
+    with ocp.PyTreeCheckpointer() as ckptr:
+      tree = ckptr.metadata(step_dir / STATE_ITEM)
+      tree = getattr(tree, 'item_metadata', tree)
+      tree = getattr(tree, 'tree', tree)
+      legacy = 'model_state' not in tree and 'batch_stats' in tree
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(
+        f'Cannot read the state of the checkpoint {step_dir} (is it '
+        f'truncated or corrupt?): {_one_line(e)}') from None
+  state = 'batch_stats' if legacy else 'model_state'
+  return ('ema_params', 'ema_' + state) if polyak else ('params', state)
 
 
 def restore_state_subtrees(step_dir: epath.PathLike,
@@ -250,11 +265,12 @@ def _load_train_state(step_dir: epath.Path, polyak: bool,
   config = None
   if (step_dir / CONFIG_ITEM).is_dir():
     config = ml_collections.ConfigDict(_read_json_item(step_dir, CONFIG_ITEM))
-  params_key, stats_key = _variable_keys(polyak)
-  subtrees = restore_state_subtrees(step_dir, (params_key, stats_key))
-  variables = {'params': subtrees[params_key]}
-  if subtrees[stats_key]:
-    variables['batch_stats'] = subtrees[stats_key]
+  params_key, state_key = _variable_keys(step_dir, polyak)
+  subtrees = restore_state_subtrees(step_dir, (params_key, state_key))
+  model_state = subtrees[state_key]
+  if state_key.endswith('batch_stats'):
+    model_state = {'batch_stats': model_state} if model_state else {}
+  variables = {'params': subtrees[params_key], **model_state}
   dataset = meta.get('dataset') or {}
   names = dataset.get('class_names')
   return Restored(
@@ -274,13 +290,13 @@ def _load_params(path: epath.Path, dtype: Optional[str]) -> Restored:
     raise ValueError(f'Cannot read the checkpoint {path} (is it truncated or '
                      f'corrupt?): {_one_line(e)}') from None
   if dtype is not None:
-    model = _model_from_kwargs(meta['model_kwargs'], path, dtype)
+    model = _model_from_kwargs(meta['model'], path, dtype)
   extra = meta.get('extra') or {}
   step = extra.get('step')
   names = meta.get('class_names')
-  variables = dict(variables)
-  if not jax.tree.leaves(variables.get('batch_stats', {})):
-    variables.pop('batch_stats', None)
+  # Collections saved empty (batch_stats without BatchNorm) are left out.
+  variables = {k: v for k, v in variables.items()
+               if k == 'params' or jax.tree.leaves(v)}
   return Restored(
       model=model, variables=variables, config=None,
       step=int(step) if step is not None else None,

@@ -213,18 +213,15 @@ KNOWN_NUM_CLASSES = {'imagenet2012': 1000, 'fashion_mnist': 10}
 
 def model_from_config(config) -> googlenet.GoogLeNet:
   """The model a training config builds (shapes and counts do not depend on
-  the compute dtype, so 'auto' is read as float32)."""
-  accepted = inspect.signature(googlenet.create_model).parameters
-  kwargs = {k: v for k, v in config.model.items() if k in accepted}
-  if kwargs.get('dtype') == 'auto':
-    kwargs['dtype'] = 'float32'
-  if not kwargs.get('num_classes'):
-    name = config.data.name
-    if name not in KNOWN_NUM_CLASSES:
-      raise ValueError(f'set --config.model.num_classes for data.name={name!r} '
-                       '(its class count is only known once it is prepared).')
-    kwargs['num_classes'] = KNOWN_NUM_CLASSES[name]
-  return googlenet.create_model(**kwargs)
+  the compute dtype, so it is read as float32)."""
+  num_classes = config.model.num_classes or KNOWN_NUM_CLASSES.get(
+      config.data.name)
+  if not num_classes:
+    raise ValueError(f'set --config.model.num_classes for data.name='
+                     f'{config.data.name!r} (its class count is only known '
+                     'once it is prepared).')
+  return googlenet.model_from_config(dict(config.model, dtype='float32'),
+                                     num_classes)
 
 
 def main(argv) -> None:

@@ -4,6 +4,12 @@ Plain arrays only (no functions, no optimiser object), so that jit can donate
 it, a NamedSharding can be attached to every leaf and Orbax can save it as a
 tree. The model and the optimiser's update rule live outside, in the train
 step's closure.
+
+The model's variables other than its parameters (BatchNorm's running
+statistics, under ``'batch_stats'``) are one dict of collections,
+`model_state`, that is simply empty for models without any: the step, the
+evaluation and the checkpoint treat every model the same way, as in
+``model.apply({'params': params, **model_state}, ...)``.
 """
 
 from __future__ import annotations
@@ -22,11 +28,12 @@ class TrainState:
   Attributes:
     step: number of optimiser steps taken (= training batches consumed).
     params: model parameters (float32).
-    batch_stats: BatchNorm running statistics; {} for the LRN and 'none'
-      models.
+    model_state: the model's other variable collections, by name
+      (``{'batch_stats': ...}`` for BatchNorm; ``{}`` for the LRN and 'none'
+      models).
     opt_state: optax state (momentum buffers).
     ema_params: Polyak average of `params`, used for evaluation and export.
-    ema_batch_stats: the same average of `batch_stats`.
+    ema_model_state: the same average of `model_state`.
     rng: raw uint32 PRNG key; the dropout key of step t is
       fold_in(rng, t), so a resumed run draws the same masks.
     nonfinite_steps: updates skipped because the loss or gradient was not
@@ -34,28 +41,41 @@ class TrainState:
   """
   step: jax.Array
   params: Any
-  batch_stats: Any
+  model_state: Any
   opt_state: Any
   ema_params: Any
-  ema_batch_stats: Any
+  ema_model_state: Any
   rng: jax.Array
   nonfinite_steps: jax.Array
 
   @classmethod
   def create(cls, *, variables: Any, opt_state: Any,
              rng: jax.Array) -> 'TrainState':
-    params = variables['params']
-    batch_stats = variables.get('batch_stats', {})
+    variables = dict(variables)
+    params = variables.pop('params')
     return cls(step=jnp.zeros((), jnp.int32), params=params,
-               batch_stats=batch_stats, opt_state=opt_state,
-               ema_params=params, ema_batch_stats=batch_stats, rng=rng,
+               model_state=variables, opt_state=opt_state,
+               ema_params=params, ema_model_state=variables, rng=rng,
                nonfinite_steps=jnp.zeros((), jnp.int32))
 
   def eval_variables(self, polyak: bool = True) -> dict:
     """Variables for `model.apply` at inference time."""
-    params = self.ema_params if polyak else self.params
-    stats = self.ema_batch_stats if polyak else self.batch_stats
-    variables = {'params': params}
-    if stats:
-      variables['batch_stats'] = stats
-    return variables
+    if polyak:
+      return {'params': self.ema_params, **self.ema_model_state}
+    return {'params': self.params, **self.model_state}
+
+
+def upgrade_state_dict(state: dict) -> dict:
+  """A saved state dict in today's layout.
+
+  Checkpoints written before `model_state` existed hold BatchNorm's
+  statistics as ``batch_stats`` / ``ema_batch_stats`` (``{}`` without
+  BatchNorm).
+  """
+  state = dict(state)
+  for old, new in (('batch_stats', 'model_state'),
+                   ('ema_batch_stats', 'ema_model_state')):
+    if old in state and new not in state:
+      stats = state.pop(old)
+      state[new] = {'batch_stats': stats} if stats else {}
+  return state

@@ -1,4 +1,5 @@
 """Model definitions."""
-from inception_jax.models.googlenet import (GoogLeNet, TABLE1, create_model,
-                                            count_params, init_variables,
-                                            validate_model_args)
+from inception_jax.models.googlenet import (GoogLeNet, MODEL_ARGS, TABLE1,
+                                            count_params, create_model,
+                                            init_variables, model_from_config,
+                                            model_kwargs)

@@ -180,7 +180,8 @@ class GoogLeNet(nn.Module):
     num_classes: size of the classifier.
     module: 'reduced' (Figure 2b) or 'naive' (Figure 2a).
     aux: build the auxiliary heads on 4a and 4d.
-    norm: 'lrn' (paper), 'batchnorm' or 'none'.
+    norm: 'lrn' (paper), 'batchnorm' or 'none'; None means the variant's
+      own: 'lrn' for the paper's, 'batchnorm' for torchvision's.
     variant: 'paper' or 'torchvision'.
     width: multiplier on every channel count (1.0 is the paper).
     dropout: before the final classifier; None means 0.4 (paper) or 0.2
@@ -193,7 +194,7 @@ class GoogLeNet(nn.Module):
   num_classes: int = 1000
   module: str = 'reduced'
   aux: bool = True
-  norm: str = 'lrn'
+  norm: Optional[str] = None
   variant: str = 'paper'
   width: float = 1.0
   dropout: Optional[float] = None
@@ -206,6 +207,13 @@ class GoogLeNet(nn.Module):
                         variant=self.variant, width=self.width,
                         num_classes=self.num_classes)
     super().__post_init__()
+
+  @property
+  def normalization(self) -> str:
+    """The norm actually built: `norm`, or the variant's own."""
+    if self.norm is not None:
+      return self.norm
+    return 'batchnorm' if self.is_torchvision else 'lrn'
 
   @property
   def is_torchvision(self) -> bool:
@@ -230,8 +238,8 @@ class GoogLeNet(nn.Module):
           f'{MIN_IMAGE_SIZE}, got {images.shape[1]}x{images.shape[2]}; '
           f'resize them (data.image_size).')
     tv = self.is_torchvision
-    bn = self.norm == 'batchnorm'
-    lrn = self.norm == 'lrn'
+    bn = self.normalization == 'batchnorm'
+    lrn = self.normalization == 'lrn'
     w = self.width
     conv = functools.partial(ConvBlock, batchnorm=bn, dtype=self.dtype)
     transform = self.transform_input if self.transform_input is not None else tv
@@ -291,16 +299,17 @@ class GoogLeNet(nn.Module):
 MIN_IMAGE_SIZE = 32
 
 
-def validate_model_args(*, module: str, norm: str, variant: str,
+def validate_model_args(*, module: str, norm: Optional[str], variant: str,
                         width: float = 1.0, num_classes: int = 1000) -> None:
   """One-line errors for bad ablation switches, before anything compiles."""
   if module not in MODULES:
     raise ValueError(f'model.module={module!r} is not one of {MODULES}.')
-  if norm not in NORMS:
+  if norm is not None and norm not in NORMS:
     raise ValueError(f'model.norm={norm!r} is not one of {NORMS}.')
   if variant not in VARIANTS:
     raise ValueError(f'model.variant={variant!r} is not one of {VARIANTS}.')
-  if variant == 'torchvision' and (module != 'reduced' or norm != 'batchnorm'):
+  if variant == 'torchvision' and (module != 'reduced' or
+                                   norm not in (None, 'batchnorm')):
     raise ValueError(
         'model.variant=torchvision is torchvision\'s network, which has '
         f'module=reduced and norm=batchnorm; got module={module}, norm={norm}.')
@@ -311,20 +320,64 @@ def validate_model_args(*, module: str, norm: str, variant: str,
                      f'{num_classes!r}.')
 
 
-def create_model(*, num_classes: int, module: str = 'reduced', aux: bool = True,
-                 norm: str = 'lrn', variant: str = 'paper', width: float = 1.0,
-                 dropout: Optional[float] = None, aux_dropout: float = 0.7,
-                 transform_input: Optional[bool] = None,
-                 dtype: Any = jnp.float32) -> GoogLeNet:
-  """Builds the model; `variant='torchvision'` implies BatchNorm."""
-  if variant == 'torchvision' and norm == 'lrn':
-    norm = 'batchnorm'
-  if isinstance(dtype, str):
-    dtype = jnp.dtype(dtype)
-  return GoogLeNet(num_classes=num_classes, module=module, aux=aux, norm=norm,
-                   variant=variant, width=width, dropout=dropout,
-                   aux_dropout=aux_dropout, transform_input=transform_input,
-                   dtype=dtype)
+# The constructor's keyword arguments: what `config.model` holds and what a
+# checkpoint's metadata records under 'model'.
+MODEL_ARGS = ('num_classes', 'module', 'aux', 'norm', 'variant', 'width',
+              'dropout', 'aux_dropout', 'transform_input', 'dtype')
+DTYPES = ('float32', 'bfloat16', 'float16')
+
+
+def resolve_dtype(name: Any) -> str:
+  """'auto': bfloat16 compute on accelerators, float32 on CPU."""
+  if name == 'auto':
+    return 'float32' if jax.default_backend() == 'cpu' else 'bfloat16'
+  name = jnp.dtype(name).name if not isinstance(name, str) else name
+  if name not in DTYPES:
+    raise ValueError(f"model.dtype={name!r} is not one of "
+                     f"{('auto',) + DTYPES}.")
+  return name
+
+
+def create_model(**kwargs: Any) -> GoogLeNet:
+  """Builds the model from its keyword arguments (`MODEL_ARGS`).
+
+  This is the one path from configuration to module: `config.model` (with
+  `num_classes` and a dtype name) and a checkpoint's recorded arguments both
+  come through here. The dtype may be a name, including 'auto'.
+
+  Raises:
+    ValueError: an unknown argument or value, in one line.
+  """
+  unknown = sorted(set(kwargs) - set(MODEL_ARGS))
+  if unknown:
+    raise ValueError(f'model.{unknown[0]} is not an argument of GoogLeNet; '
+                     f'it takes {", ".join(MODEL_ARGS)}.')
+  if 'dtype' in kwargs:
+    kwargs['dtype'] = jnp.dtype(resolve_dtype(kwargs['dtype']))
+  return GoogLeNet(**kwargs)
+
+
+def model_from_config(model_cfg: Any, num_classes: int) -> GoogLeNet:
+  """`config.model` -> the model; its num_classes 0 means `num_classes`."""
+  kwargs = dict(model_cfg)
+  configured = kwargs.get('num_classes') or 0
+  if configured and configured != num_classes:
+    raise ValueError(
+        f'model.num_classes={configured} but the data set has {num_classes} '
+        'classes; set it to 0 to follow the data set.')
+  kwargs['num_classes'] = num_classes
+  return create_model(**kwargs)
+
+
+def model_kwargs(model: GoogLeNet) -> dict:
+  """Every constructor argument of `model`, JSON-ready (dtype by name).
+
+  What checkpoints record, so that a later change of a default does not
+  change what an old checkpoint means.
+  """
+  kwargs = {name: getattr(model, name) for name in MODEL_ARGS}
+  kwargs['dtype'] = jnp.dtype(kwargs['dtype']).name
+  return kwargs
 
 
 def init_variables(model: GoogLeNet, rng: jax.Array, image_size: int,
