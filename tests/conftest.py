@@ -1,17 +1,44 @@
-"""Test-wide settings.
+"""Test-wide settings, helpers and the one tiny trained workdir.
 
 Every test process sees 8 simulated CPU devices, so the sharded code paths
 (mesh, batch sharding, padded evaluation) are exercised on a machine with one
 CPU. This must happen before JAX is imported anywhere.
+
+Tests that need a trained run share `tiny_run`: the README's training command
+on the `:runlocal` config (6 steps of a width-1/16 model at 32x32, checkpoints
+at steps 3 and 6), trained once per session by the real command line.
+Subprocesses share a persistent compilation cache and compile with XLA's
+backend optimisation turned down: the numbers' agreement is what is tested,
+not their speed.
 """
 import os
 
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# In-process training runs (the trainer's seams) reuse compilations.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
+                      f'/tmp/inception_jax_test_cache_{os.getuid()}')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
 # torchvision pulls in triton, whose bundled LLVM crashes the process
 # (segmentation fault) when TensorFlow's is already loaded; TensorFlow loaded
 # after it is fine. Test modules import both, in an order that depends on
 # collection, so fix the order here.
 import torchvision  # pylint: disable=unused-import,wrong-import-position
+
+# pylint: disable=wrong-import-position,g-import-not-at-top
+import pytest
+
+from tests.helpers import TINY_CONFIG, run_main, saved_steps
+
+
+@pytest.fixture(scope='session')
+def tiny_run(tmp_path_factory) -> str:
+  """The `:runlocal` run, trained once by the command line on 8 devices."""
+  path = str(tmp_path_factory.mktemp('tiny_run') / 'workdir')
+  result = run_main([f'--config={TINY_CONFIG}', f'--workdir={path}'],
+                    timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert saved_steps(path) == [3, 6]
+  return path

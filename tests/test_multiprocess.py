@@ -25,7 +25,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO, subprocess_env
 
 ARGS = ['--config=configs/fashion_mnist.py:runlocal,norm=lrn',
         '--config.checkpoint_every_steps=2', '--config.log_every_steps=2',
@@ -34,54 +34,8 @@ ARGS = ['--config=configs/fashion_mnist.py:runlocal,norm=lrn',
         '--config.optimizer.warmup_epochs=0.0', '--config.optimizer.lr=0.01',
         '--config.data.eval_split=test[:32]', '--config.eval_batch_size=32']
 
-# One process on 4 devices whose input is the two processes' iterators,
-# concatenated: the same global batches as the 2-process run.
-PAIRED_REFERENCE = r'''
-import json, sys
-import numpy as np
-from absl import app
-from inception_jax import checkpointing, data, main
-
-original = data.create_train_iterator
-
-class Paired:
-  def __init__(self, iterators):
-    self.iterators = iterators
-  def __iter__(self):
-    return self
-  def __next__(self):
-    batches = [next(it) for it in self.iterators]
-    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
-  def get_state(self):
-    return json.dumps([checkpointing.iterator_state_to_text(it.get_state())
-                       for it in self.iterators])
-  def set_state(self, state):
-    raise NotImplementedError
-
-def create_train_iterator(data_cfg, *, global_batch_size, seed, **kwargs):
-  return Paired([original(data_cfg, global_batch_size=global_batch_size,
-                          seed=seed, process_index=i, process_count=2)
-                 for i in range(2)])
-
-data.create_train_iterator = create_train_iterator
-sys.argv[0] = 'inception_jax.main'
-from inception_jax import cli
-cli.run(main.main, main.define_flags)
-'''
-
-
 def env_with(devices, **extra):
-  env = dict(os.environ)
-  env['XLA_FLAGS'] = (f'--xla_force_host_platform_device_count={devices} '
-                      '--xla_backend_optimization_level=0')
-  env['JAX_PLATFORMS'] = 'cpu'
-  env['JAX_COMPILATION_CACHE_DIR'] = os.path.join(
-      '/tmp', f'inception_jax_test_cache_{os.getuid()}')
-  env['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
-  env['PYTHONUNBUFFERED'] = '1'
-  env['TF_CPP_MIN_LOG_LEVEL'] = '3'
-  env.update({k: str(v) for k, v in extra.items()})
-  return env
+  return subprocess_env(devices, **{k: str(v) for k, v in extra.items()})
 
 
 def free_port():
@@ -136,7 +90,7 @@ def assert_states_close(actual, expected):
 def test_two_processes_equal_one_process_and_resume(tmp_path):
   reference = tmp_path / 'reference'
   ref = subprocess.run(
-      [sys.executable, '-c', PAIRED_REFERENCE, *ARGS,
+      [sys.executable, '-m', 'tests.runner', '--paired_processes=2', *ARGS,
        '--config.total_steps=6', f'--workdir={reference}'],
       cwd=REPO, env=env_with(4), capture_output=True, text=True, timeout=420)
   assert ref.returncode == 0, ref.stderr[-3000:]

@@ -1,0 +1,81 @@
+"""Helpers the test modules share: subprocesses, checkpoints, comparisons."""
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST_COMPILE = {'xla_backend_optimization_level': 0}
+# The `:runlocal` run every trained-workdir test shares.
+TINY_CONFIG = 'configs/fashion_mnist.py:runlocal'
+
+
+def subprocess_env(devices: int = 8, **extra: str) -> dict:
+  """`devices` simulated CPUs, fast compiles, a shared compilation cache."""
+  env = dict(os.environ)
+  env['XLA_FLAGS'] = (f'--xla_force_host_platform_device_count={devices} '
+                      '--xla_backend_optimization_level=0')
+  env['JAX_PLATFORMS'] = 'cpu'
+  env['JAX_COMPILATION_CACHE_DIR'] = os.path.join(
+      '/tmp', f'inception_jax_test_cache_{os.getuid()}')
+  env['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
+  env['PYTHONUNBUFFERED'] = '1'
+  env['TF_CPP_MIN_LOG_LEVEL'] = '3'
+  env['PYTHONPATH'] = os.pathsep.join(
+      [REPO] + [p for p in [env.get('PYTHONPATH')] if p])
+  env.update(extra)
+  return env
+
+
+def run_python(args, *, cwd=REPO, devices: int = 8, timeout: int = 600,
+               env=None) -> subprocess.CompletedProcess:
+  """`python ARGS` in a subprocess; stdout and stderr captured as text."""
+  return subprocess.run([sys.executable, *args], cwd=cwd,
+                        env=env or subprocess_env(devices),
+                        capture_output=True, text=True, timeout=timeout,
+                        check=False)
+
+
+def run_main(args, **kwargs) -> subprocess.CompletedProcess:
+  return run_python(['-m', 'inception_jax.main', *args], **kwargs)
+
+
+def last_error_line(result: subprocess.CompletedProcess) -> str:
+  """The one-line error a command printed: exit 1, no traceback."""
+  assert result.returncode == 1, (result.returncode, result.stderr[-3000:])
+  assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+  lines = result.stderr.strip().splitlines()
+  assert lines and lines[-1].startswith('error: '), result.stderr[-2000:]
+  return lines[-1]
+
+
+def restore_state(workdir, step) -> dict:
+  """The `state` item of a training checkpoint, as saved (numpy)."""
+  path = os.path.join(workdir, 'checkpoints', str(step), 'state')
+  with ocp.PyTreeCheckpointer() as ckptr:
+    tree = ckptr.metadata(path).item_metadata.tree
+    as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
+                            tree)
+    return ckptr.restore(path, args=ocp.args.PyTreeRestore(
+        restore_args=as_numpy))
+
+
+def saved_steps(workdir) -> list:
+  directory = os.path.join(workdir, 'checkpoints')
+  return sorted(int(p) for p in os.listdir(directory) if p.isdigit())
+
+
+def assert_trees_equal(a, b) -> None:
+  """Same structure, dtypes and bits."""
+  flat_a = jax.tree_util.tree_leaves_with_path(a)
+  flat_b = jax.tree_util.tree_leaves_with_path(b)
+  assert [p for p, _ in flat_a] == [p for p, _ in flat_b]
+  for (path, x), (_, y) in zip(flat_a, flat_b):
+    x, y = np.asarray(x), np.asarray(y)
+    assert x.dtype == y.dtype, jax.tree_util.keystr(path)
+    np.testing.assert_array_equal(x, y, err_msg=jax.tree_util.keystr(path))
+
+

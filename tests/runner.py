@@ -1,0 +1,126 @@
+"""The training command line with faults injected through the trainer's seams.
+
+  python -m tests.runner --config=... --workdir=... [--nan_at_step=N]
+      [--kill_at_step=N --kill_after_checkpoint=M] [--paired_processes=2]
+
+`train.train_and_evaluate` takes the training input (`make_train_iter`) and
+a per-step callback (`on_step`) as arguments; these flags use them, so no
+test patches the trainer's internals:
+
+* ``--nan_at_step=N``: the N-th batch of this session is all NaN.
+* ``--kill_at_step=N``: SIGKILL after step N, once the checkpoint of step
+  ``--kill_after_checkpoint`` is complete on disk (a crash between saves).
+* ``--paired_processes=P``: one process is fed the concatenated batches of
+  P processes' input shards (process 0's first), i.e. the global batches of
+  a P-process run, to compare a multi-process run with a single process.
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+
+from absl import flags
+import numpy as np
+
+from inception_jax import checkpointing
+from inception_jax import cli
+from inception_jax import main as main_lib
+from inception_jax.data import pipeline
+
+FLAGS = flags.FLAGS
+
+
+class PoisonedInput:
+  """Passes batches through, the `nan_at`-th one (1-based) made NaN."""
+
+  def __init__(self, iterator, nan_at: int):
+    self.iterator, self.nan_at, self.count = iterator, nan_at, 0
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    batch = next(self.iterator)
+    self.count += 1
+    if self.count == self.nan_at:
+      batch = dict(batch, image=np.full_like(batch['image'], np.nan))
+    return batch
+
+  def get_state(self):
+    return self.iterator.get_state()
+
+  def set_state(self, state):
+    self.iterator.set_state(state)
+
+
+class PairedInput:
+  """The global batches of a multi-process run, read by one process."""
+
+  def __init__(self, iterators):
+    self.iterators = iterators
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    batches = [next(it) for it in self.iterators]
+    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+
+  def get_state(self):
+    return json.dumps([checkpointing.iterator_state_to_text(it.get_state())
+                       for it in self.iterators])
+
+  def set_state(self, state):
+    raise NotImplementedError('a paired reference run does not resume')
+
+
+def make_train_iter(data_cfg, *, global_batch_size, seed):
+  count = FLAGS.paired_processes
+  if count:
+    iterator = PairedInput([
+        pipeline.create_train_iterator(
+            data_cfg, global_batch_size=global_batch_size, seed=seed,
+            process_index=i, process_count=count) for i in range(count)])
+  else:
+    iterator = pipeline.create_train_iterator(
+        data_cfg, global_batch_size=global_batch_size, seed=seed)
+  if FLAGS.nan_at_step:
+    iterator = PoisonedInput(iterator, FLAGS.nan_at_step)
+  return iterator
+
+
+def on_step(step, metrics):
+  del metrics
+  if step != FLAGS.kill_at_step:
+    return
+  done = os.path.join(FLAGS.workdir, 'checkpoints',
+                      str(FLAGS.kill_after_checkpoint))
+  for _ in range(600):
+    if os.path.isdir(done):
+      break
+    time.sleep(0.1)
+  sys.stdout.flush()
+  os.kill(os.getpid(), signal.SIGKILL)
+
+
+def define_flags():
+  main_lib.define_flags()
+  flags.DEFINE_integer('nan_at_step', 0, 'Batch made NaN (1-based), or 0.')
+  flags.DEFINE_integer('kill_at_step', 0, 'Step after which to SIGKILL.')
+  flags.DEFINE_integer('kill_after_checkpoint', 0,
+                       'Checkpoint step that must be on disk first.')
+  flags.DEFINE_integer('paired_processes', 0,
+                       'Feed the global batches of this many processes.')
+
+
+def main(argv):
+  del argv
+  from inception_jax import train  # pylint: disable=g-import-not-at-top
+  train.train_and_evaluate(FLAGS.config, FLAGS.workdir,
+                           make_train_iter=make_train_iter, on_step=on_step)
+
+
+if __name__ == '__main__':
+  cli.run(main, define_flags)
