@@ -119,3 +119,18 @@ def test_numpy_resize_matches_tensorflow(box, size, channels):
   reference = preprocess.resize(tf.constant(cropped), (size, size)).numpy()
   assert fast.shape == reference.shape == (size, size, channels)
   np.testing.assert_allclose(fast, reference, atol=1e-3)
+
+
+def test_light_data_modules_import_without_tensorflow():
+  """`predict` and `restore` import these; the package itself imports
+  nothing, so they must not pull in TensorFlow, TFDS or grain."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  code = ('import sys\n'
+          'import inception_jax.data.crops, inception_jax.data.normalization\n'
+          'import inception_jax.data.config\n'
+          'heavy = [m for m in ("tensorflow", "tensorflow_datasets", "grain")\n'
+          '         if m in sys.modules]\n'
+          'assert not heavy, heavy\n')
+  subprocess.run([sys.executable, '-c', code], check=True,
+                 cwd=__file__.rsplit('/tests/', 1)[0])
