@@ -13,6 +13,7 @@ import os
 import pickle
 import tarfile
 
+import ml_collections
 import numpy as np
 from PIL import Image
 import pytest
@@ -29,12 +30,24 @@ needs_fmnist = pytest.mark.skipif(
     reason='Debian dataset-fashion-mnist is not installed')
 
 
+# What configs/fashion_mnist.py sets (the default config is the paper's
+# photo recipe).
+FMNIST_PREPROCESSING = dict(crop='random_resized', distort_color=False,
+                            random_interpolation=False,
+                            eval_crop_fraction=1.0)
+
+
 def _config(**overrides):
   cfg = data_config.default_config()
   cfg.image_size = 16
   for key, value in overrides.items():
     setattr(cfg, key, value)
   return cfg
+
+
+def _fmnist_config(data_dir, **overrides):
+  return _config(name='fashion_mnist', data_dir=data_dir,
+                 **{**FMNIST_PREPROCESSING, **overrides})
 
 
 def _digest(image):
@@ -52,7 +65,7 @@ def _jpeg(rng, height, width, fmt='JPEG'):
 def fmnist_cfg(tmp_path_factory):
   if not fashion_mnist.idx_files_present(FMNIST_DIR):
     pytest.skip('Debian dataset-fashion-mnist is not installed')
-  cfg = _config(data_dir=str(tmp_path_factory.mktemp('tfds')))
+  cfg = _fmnist_config(str(tmp_path_factory.mktemp('tfds')))
   datasets.get_dataset_info(cfg)  # Prepares once for the session.
   return cfg
 
@@ -151,8 +164,7 @@ def test_resumed_iteration_equals_uninterrupted(fmnist_cfg):
 def test_two_processes_train_shards_disjoint_and_cover(fmnist_cfg):
   # Without random augmentation each record maps to one image, so the
   # image bytes identify the record.
-  cfg = _config(data_dir=fmnist_cfg.data_dir, fashion_mnist_crop='resize',
-                fashion_mnist_flip=False)
+  cfg = _fmnist_config(fmnist_cfg.data_dir, crop='resize', flip=False)
   split, n = 'test[:101]', 101
   seen = []
   for process in (0, 1):
@@ -169,7 +181,7 @@ def test_two_processes_train_shards_disjoint_and_cover(fmnist_cfg):
   assert not set(seen[0]) & set(seen[1])
   everything = [_digest(b['image'][i])
                 for b in pipeline.create_eval_iterator(
-                    _config(data_dir=fmnist_cfg.data_dir),
+                    _fmnist_config(fmnist_cfg.data_dir),
                     global_batch_size=101, split=split,
                     process_index=0, process_count=1)
                 for i in range(len(b['label']))]
@@ -389,7 +401,63 @@ def test_default_config_locks_and_overrides():
 
 
 def test_read_options_are_checked(fmnist_cfg):
-  cfg = _config(data_dir=fmnist_cfg.data_dir, read_threads=0)
+  cfg = _fmnist_config(fmnist_cfg.data_dir, read_threads=0)
   with pytest.raises(ValueError, match=r'data.read_threads \(0\).*>= 1'):
     pipeline.create_train_iterator(cfg, global_batch_size=4, seed=0,
                                    process_index=0, process_count=1)
+
+
+def _old_data_config(**values):
+  """A data config as an older version saved it, Fashion-MNIST keys and all."""
+  old = data_config.default_config().to_dict()
+  old.update(fashion_mnist_crop='random_resized', fashion_mnist_flip=True,
+             fashion_mnist_eval_crop_fraction=1.0)
+  old.update(values)
+  return old
+
+
+def test_upgrade_moves_fashion_mnist_keys_onto_the_generic_ones():
+  old = _old_data_config(name='fashion_mnist', fashion_mnist_crop='resize',
+                         fashion_mnist_flip=False,
+                         fashion_mnist_eval_crop_fraction=0.9,
+                         image_size=48)
+  del old['read_threads']  # A key added after the checkpoint was written.
+  new = data_config.upgrade(ml_collections.ConfigDict(old))
+  assert sorted(new.keys()) == sorted(data_config.default_config().keys())
+  assert (new.crop, new.flip, new.eval_crop_fraction) == ('resize', False,
+                                                          0.9)
+  # Never applied to Fashion-MNIST by the old pipeline, whatever they said.
+  assert not new.distort_color and not new.random_interpolation
+  assert new.image_size == 48 and new.read_threads == 1
+  # The oldest configs lack the evaluation fraction: the old default.
+  del old['fashion_mnist_eval_crop_fraction']
+  assert data_config.upgrade(old).eval_crop_fraction == 1.0
+
+
+def test_upgrade_keeps_other_data_sets_and_todays_configs():
+  old = _old_data_config(name='image_folder', root='/x', crop='pad_and_crop',
+                         fashion_mnist_crop='resize')
+  new = data_config.upgrade(old)
+  assert not any(k in new for k in data_config.REMOVED_KEYS)
+  assert (new.crop, new.root, new.eval_crop_fraction) == ('pad_and_crop',
+                                                          '/x', 0.875)
+  assert new.distort_color and new.random_interpolation
+  today = _fmnist_config('/tmp/x', crop='pad_and_crop')
+  assert data_config.upgrade(today).to_dict() == today.to_dict()
+
+
+@needs_fmnist
+def test_upgraded_old_fashion_mnist_config_gives_the_same_batches(fmnist_cfg):
+  """What a checkpoint of the old code resumes into: the very same input."""
+  for crop in ('random_resized', 'pad_and_crop'):
+    old = _old_data_config(name='fashion_mnist', image_size=16,
+                           data_dir=fmnist_cfg.data_dir,
+                           fashion_mnist_crop=crop)
+    upgraded = data_config.upgrade(old)
+    today = _fmnist_config(fmnist_cfg.data_dir, crop=crop)
+    assert upgraded.to_dict() == today.to_dict()
+    kwargs = dict(global_batch_size=4, seed=1, process_index=0,
+                  process_count=1)
+    np.testing.assert_array_equal(
+        next(pipeline.create_train_iterator(upgraded, **kwargs))['image'],
+        next(pipeline.create_train_iterator(today, **kwargs))['image'])
