@@ -461,3 +461,14 @@ def test_upgraded_old_fashion_mnist_config_gives_the_same_batches(fmnist_cfg):
     np.testing.assert_array_equal(
         next(pipeline.create_train_iterator(upgraded, **kwargs))['image'],
         next(pipeline.create_train_iterator(today, **kwargs))['image'])
+
+
+@needs_fmnist
+def test_pipeline_benchmark_times_the_bundled_fashion_mnist_pipeline(
+    fmnist_cfg):
+  from inception_jax.data import benchmark  # pylint: disable=g-import-not-at-top
+  cfg = benchmark.benchmark_config('fashion_mnist', 16, 0)
+  cfg.data_dir = fmnist_cfg.data_dir
+  assert cfg.to_dict() == fmnist_cfg.to_dict()
+  result = benchmark.run(cfg, batch_size=4, num_batches=2)
+  assert result['images'] == 8 and result['images_per_s'] > 0
