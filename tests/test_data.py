@@ -13,14 +13,16 @@ import os
 import pickle
 import tarfile
 
+import ml_collections
 import numpy as np
 from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
-from inception_jax import data
+from inception_jax.data import config as data_config
 from inception_jax.data import datasets
 from inception_jax.data import fashion_mnist
+from inception_jax.data import pipeline
 
 FMNIST_DIR = '/usr/share/datasets/fashion-mnist'
 needs_fmnist = pytest.mark.skipif(
@@ -28,12 +30,24 @@ needs_fmnist = pytest.mark.skipif(
     reason='Debian dataset-fashion-mnist is not installed')
 
 
+# What configs/fashion_mnist.py sets (the default config is the paper's
+# photo recipe).
+FMNIST_PREPROCESSING = dict(crop='random_resized', distort_color=False,
+                            random_interpolation=False,
+                            eval_crop_fraction=1.0)
+
+
 def _config(**overrides):
-  cfg = data.default_config()
+  cfg = data_config.default_config()
   cfg.image_size = 16
   for key, value in overrides.items():
     setattr(cfg, key, value)
   return cfg
+
+
+def _fmnist_config(data_dir, **overrides):
+  return _config(name='fashion_mnist', data_dir=data_dir,
+                 **{**FMNIST_PREPROCESSING, **overrides})
 
 
 def _digest(image):
@@ -51,8 +65,8 @@ def _jpeg(rng, height, width, fmt='JPEG'):
 def fmnist_cfg(tmp_path_factory):
   if not fashion_mnist.idx_files_present(FMNIST_DIR):
     pytest.skip('Debian dataset-fashion-mnist is not installed')
-  cfg = _config(data_dir=str(tmp_path_factory.mktemp('tfds')))
-  data.get_dataset_info(cfg)  # Prepares once for the session.
+  cfg = _fmnist_config(str(tmp_path_factory.mktemp('tfds')))
+  datasets.get_dataset_info(cfg)  # Prepares once for the session.
   return cfg
 
 
@@ -88,7 +102,7 @@ def folder_cfg(tmp_path_factory):
 
 @needs_fmnist
 def test_fashion_mnist_splits_and_a_known_label(fmnist_cfg):
-  info = data.get_dataset_info(fmnist_cfg)
+  info = datasets.get_dataset_info(fmnist_cfg)
   assert (info.num_train, info.num_eval) == (60000, 10000)
   assert (info.train_split, info.eval_split) == ('train', 'test')
   assert info.num_classes == 10
@@ -111,8 +125,8 @@ def test_fashion_mnist_splits_and_a_known_label(fmnist_cfg):
 
 @needs_fmnist
 def test_train_batches_shape_and_range(fmnist_cfg):
-  it = data.create_train_iterator(fmnist_cfg, global_batch_size=8, seed=0,
-                                  process_index=0, process_count=2)
+  it = pipeline.create_train_iterator(fmnist_cfg, global_batch_size=8, seed=0,
+                                      process_index=0, process_count=2)
   batch = next(it)
   assert batch['image'].shape == (4, 16, 16, 3)
   assert batch['image'].dtype == np.float32
@@ -128,21 +142,21 @@ def test_train_batches_shape_and_range(fmnist_cfg):
 def test_resumed_iteration_equals_uninterrupted(fmnist_cfg):
   kwargs = dict(global_batch_size=4, seed=7, process_index=1,
                 process_count=2)
-  it = data.create_train_iterator(fmnist_cfg, **kwargs)
+  it = pipeline.create_train_iterator(fmnist_cfg, **kwargs)
   for _ in range(3):
     next(it)
   state = it.get_state()
   expected = [next(it) for _ in range(3)]
-  resumed = data.create_train_iterator(fmnist_cfg, **kwargs)
+  resumed = pipeline.create_train_iterator(fmnist_cfg, **kwargs)
   resumed.set_state(state)
   for want in expected:
     got = next(resumed)
     np.testing.assert_array_equal(got['image'], want['image'])
     np.testing.assert_array_equal(got['label'], want['label'])
   # A different seed gives a different order.
-  other = data.create_train_iterator(fmnist_cfg, **{**kwargs, 'seed': 8})
+  other = pipeline.create_train_iterator(fmnist_cfg, **{**kwargs, 'seed': 8})
   assert not np.array_equal(next(other)['image'],
-                            next(data.create_train_iterator(
+                            next(pipeline.create_train_iterator(
                                 fmnist_cfg, **kwargs))['image'])
 
 
@@ -150,15 +164,14 @@ def test_resumed_iteration_equals_uninterrupted(fmnist_cfg):
 def test_two_processes_train_shards_disjoint_and_cover(fmnist_cfg):
   # Without random augmentation each record maps to one image, so the
   # image bytes identify the record.
-  cfg = _config(data_dir=fmnist_cfg.data_dir, fashion_mnist_crop='resize',
-                fashion_mnist_flip=False)
+  cfg = _fmnist_config(fmnist_cfg.data_dir, crop='resize', flip=False)
   split, n = 'test[:101]', 101
   seen = []
   for process in (0, 1):
-    start, end = data.shard_bounds(n, process, 2)
-    it = data.create_train_iterator(cfg, global_batch_size=2, seed=3,
-                                    split=split, process_index=process,
-                                    process_count=2)
+    start, end = pipeline.shard_bounds(n, process, 2)
+    it = pipeline.create_train_iterator(cfg, global_batch_size=2, seed=3,
+                                        split=split, process_index=process,
+                                        process_count=2)
     seen.append([_digest(next(it)['image'][0]) for _ in range(end - start)])
     # The next epoch revisits the same shard, in another order.
     next_epoch = [_digest(next(it)['image'][0]) for _ in range(end - start)]
@@ -167,8 +180,8 @@ def test_two_processes_train_shards_disjoint_and_cover(fmnist_cfg):
   assert (len(seen[0]), len(seen[1])) == (51, 50)
   assert not set(seen[0]) & set(seen[1])
   everything = [_digest(b['image'][i])
-                for b in data.create_eval_iterator(
-                    _config(data_dir=fmnist_cfg.data_dir),
+                for b in pipeline.create_eval_iterator(
+                    _fmnist_config(fmnist_cfg.data_dir),
                     global_batch_size=101, split=split,
                     process_index=0, process_count=1)
                 for i in range(len(b['label']))]
@@ -180,18 +193,18 @@ def test_two_processes_train_shards_disjoint_and_cover(fmnist_cfg):
 def test_eval_counts_every_example_once_on_8_processes(fmnist_cfg):
   split, n = 'test[:999]', 999
   single = collections.Counter()
-  for batch in data.create_eval_iterator(fmnist_cfg, global_batch_size=64,
-                                         split=split, process_index=0,
-                                         process_count=1):
+  for batch in pipeline.create_eval_iterator(fmnist_cfg, global_batch_size=64,
+                                             split=split, process_index=0,
+                                             process_count=1):
     for image, keep in zip(batch['image'], batch['mask']):
       if keep:
         single[_digest(image)] += 1
   assert sum(single.values()) == n
   sharded, lengths = collections.Counter(), []
   for process in range(8):
-    it = data.create_eval_iterator(fmnist_cfg, global_batch_size=16,
-                                   split=split, process_index=process,
-                                   process_count=8)
+    it = pipeline.create_eval_iterator(fmnist_cfg, global_batch_size=16,
+                                       split=split, process_index=process,
+                                       process_count=8)
     batches = list(it)
     lengths.append(len(batches))
     assert len(batches) == len(it) == 63  # ceil(ceil(999 / 8) / 2).
@@ -208,7 +221,7 @@ def test_eval_counts_every_example_once_on_8_processes(fmnist_cfg):
 @needs_fmnist
 def test_eval_multi_crop_shapes(fmnist_cfg):
   for crops in (10, 144):
-    batch = next(data.create_eval_iterator(
+    batch = next(pipeline.create_eval_iterator(
         fmnist_cfg, global_batch_size=2, crops=crops, process_index=0,
         process_count=1))
     assert batch['image'].shape == (2, crops, 16, 16, 3)
@@ -222,24 +235,24 @@ def test_eval_multi_crop_shapes(fmnist_cfg):
 
 
 def test_image_folder_train_and_eval(folder_cfg):
-  info = data.get_dataset_info(folder_cfg)
+  info = datasets.get_dataset_info(folder_cfg)
   assert info.class_names == ['cat', 'dog', 'owl']
   assert (info.train_split, info.eval_split) == ('train', 'val')
   assert (info.num_train, info.num_eval) == (13, 7)
-  it = data.create_train_iterator(folder_cfg, global_batch_size=4, seed=0,
-                                  process_index=0, process_count=1)
+  it = pipeline.create_train_iterator(folder_cfg, global_batch_size=4, seed=0,
+                                      process_index=0, process_count=1)
   next(it)
   state = it.get_state()
   want = next(it)
-  resumed = data.create_train_iterator(folder_cfg, global_batch_size=4,
-                                       seed=0, process_index=0,
-                                       process_count=1)
+  resumed = pipeline.create_train_iterator(folder_cfg, global_batch_size=4,
+                                           seed=0, process_index=0,
+                                           process_count=1)
   resumed.set_state(state)
   np.testing.assert_array_equal(next(resumed)['image'], want['image'])
   assert want['image'].shape == (4, 16, 16, 3)
   labels, count = [], 0
   for process in range(2):
-    for batch in data.create_eval_iterator(
+    for batch in pipeline.create_eval_iterator(
         folder_cfg, global_batch_size=4, crops=10, process_index=process,
         process_count=2):
       assert batch['image'].shape == (2, 10, 16, 16, 3)
@@ -270,42 +283,42 @@ def test_image_folder_skips_and_counts_corrupt_files(tmp_path, caplog):
   cfg = _config(name='image_folder', root=root,
                 data_dir=str(tmp_path / 'tfds'))
   with caplog.at_level(logging.INFO):
-    info = data.get_dataset_info(cfg)
+    info = datasets.get_dataset_info(cfg)
   assert info.num_train == 4 and info.num_eval == 2
   assert 'random_bytes.jpg' in caplog.text and 'notes.txt' in caplog.text
   assert 'truncated.jpg' in caplog.text
   assert '3 of 9 files skipped' in caplog.text
   # Every record that made it in decodes in the pipeline.
-  batches = list(data.create_eval_iterator(cfg, global_batch_size=4,
-                                           split='train', process_index=0,
-                                           process_count=1))
+  batches = list(pipeline.create_eval_iterator(cfg, global_batch_size=4,
+                                               split='train', process_index=0,
+                                               process_count=1))
   assert sum(b['mask'].sum() for b in batches) == 4
   cfg.on_corrupt = 'error'
   cfg.data_dir = str(tmp_path / 'tfds_error')
   with pytest.raises(ValueError, match='3 of 9 files skipped'):
-    data.get_dataset_info(cfg)
+    datasets.get_dataset_info(cfg)
 
 
 def test_image_folder_layout_errors(tmp_path):
   cfg = _config(name='image_folder', data_dir=str(tmp_path / 'tfds'))
   cfg.root = str(tmp_path / 'missing')
   with pytest.raises(ValueError, match='no such directory.*<split>/<label>'):
-    data.get_dataset_info(cfg)
+    datasets.get_dataset_info(cfg)
   empty = tmp_path / 'empty'
   empty.mkdir()
   cfg.root = str(empty)
   with pytest.raises(ValueError, match='no split folders'):
-    data.get_dataset_info(cfg)
+    datasets.get_dataset_info(cfg)
   (empty / 'train').mkdir()
   (empty / 'train' / 'x.jpg').write_bytes(b'')
   with pytest.raises(ValueError, match='train: no label folders'):
-    data.get_dataset_info(cfg)
+    datasets.get_dataset_info(cfg)
   (empty / 'train' / 'cat').mkdir()
   with pytest.raises(ValueError, match='no image files'):
-    data.get_dataset_info(cfg)
+    datasets.get_dataset_info(cfg)
   for error in (ValueError,):
     try:
-      data.get_dataset_info(cfg)
+      datasets.get_dataset_info(cfg)
     except error as e:
       assert '\n' not in str(e)
 
@@ -336,7 +349,7 @@ def test_imagenet2012_from_tiny_archives(tmp_path):
       f'ILSVRC2012_val_{i:08d}.JPEG': _jpeg(rng, 45, 35) for i in (1, 2, 3)}))
   cfg = _config(name='imagenet2012', data_dir=str(tmp_path / 'tfds'),
                 manual_dir=str(manual))
-  info = data.get_dataset_info(cfg)
+  info = datasets.get_dataset_info(cfg)
   assert info.num_classes == 1000 and len(info.class_names) == 1000
   assert (info.train_split, info.eval_split) == ('train', 'validation')
   assert (info.num_train, info.num_eval) == (4, 3)
@@ -345,14 +358,14 @@ def test_imagenet2012_from_tiny_archives(tmp_path):
       'datasets/imagenet2012/validation_labels.txt')) as f:
     val_wnids = f.read().split()[:3]
   want = sorted(info.class_names.index(w) for w in val_wnids)
-  batches = list(data.create_eval_iterator(cfg, global_batch_size=2,
-                                           process_index=0, process_count=1))
+  batches = list(pipeline.create_eval_iterator(
+      cfg, global_batch_size=2, process_index=0, process_count=1))
   assert len(batches) == 2
   got = sorted(int(l) for b in batches for l, m in zip(b['label'], b['mask'])
                if m)
   assert got == want
-  train = next(data.create_train_iterator(cfg, global_batch_size=4, seed=0,
-                                          process_index=0, process_count=1))
+  train = next(pipeline.create_train_iterator(cfg, global_batch_size=4, seed=0,
+                                              process_index=0, process_count=1))
   assert sorted(train['label']) == sorted(
       [info.class_names.index(w) for w in wnids] * 2)
   assert train['image'].shape == (4, 16, 16, 3)
@@ -362,7 +375,7 @@ def test_imagenet2012_missing_archives_message(tmp_path):
   cfg = _config(name='imagenet2012', data_dir=str(tmp_path / 'tfds'),
                 manual_dir=str(tmp_path / 'manual'))
   with pytest.raises(ValueError) as error:
-    data.get_dataset_info(cfg)
+    datasets.get_dataset_info(cfg)
   message = str(error.value)
   assert '\n' not in message
   assert 'ILSVRC2012_img_train.tar' in message
@@ -374,7 +387,7 @@ def test_imagenet2012_missing_archives_message(tmp_path):
 
 
 def test_default_config_locks_and_overrides():
-  cfg = data.default_config()
+  cfg = data_config.default_config()
   cfg.lock()
   cfg.data_dir = '/tmp/x'
   cfg.root = '/tmp/y'
@@ -384,29 +397,78 @@ def test_default_config_locks_and_overrides():
   assert cfg.crop == 'inception' and cfg.min_area == 0.5
   assert cfg.max_aspect == pytest.approx(4 / 3)
   with pytest.raises(ValueError, match='Unknown data.name'):
-    data.get_dataset_info(_config(name='cifar'))
+    datasets.get_dataset_info(_config(name='cifar'))
 
 
 def test_read_options_are_checked(fmnist_cfg):
-  cfg = _config(data_dir=fmnist_cfg.data_dir, read_threads=0)
+  cfg = _fmnist_config(fmnist_cfg.data_dir, read_threads=0)
   with pytest.raises(ValueError, match=r'data.read_threads \(0\).*>= 1'):
-    data.create_train_iterator(cfg, global_batch_size=4, seed=0,
-                               process_index=0, process_count=1)
+    pipeline.create_train_iterator(cfg, global_batch_size=4, seed=0,
+                                   process_index=0, process_count=1)
 
 
-def test_every_name_used_from_the_lazy_package_exists():
-  """`inception_jax.data` loads names lazily; a name missing from its table
-  fails only when the code path runs (evaluate's default split once did)."""
-  import pathlib  # pylint: disable=g-import-not-at-top
-  import re  # pylint: disable=g-import-not-at-top
-  root = pathlib.Path(data.__file__).parents[2]
-  used = set()
-  for path in list(root.glob('inception_jax/**/*.py')) + list(
-      root.glob('experiments/**/*.py')):
-    text = path.read_text()
-    for alias in re.findall(
-        r'from inception_jax import data as (\w+)', text):
-      used.update(re.findall(rf'\b{alias}\.([A-Za-z_]\w*)', text))
-  assert 'resolve_splits' in used and 'create_train_iterator' in used
-  for name in sorted(used):
-    assert hasattr(data, name), f'inception_jax.data.{name} does not resolve'
+def _old_data_config(**values):
+  """A data config as an older version saved it, Fashion-MNIST keys and all."""
+  old = data_config.default_config().to_dict()
+  old.update(fashion_mnist_crop='random_resized', fashion_mnist_flip=True,
+             fashion_mnist_eval_crop_fraction=1.0)
+  old.update(values)
+  return old
+
+
+def test_upgrade_moves_fashion_mnist_keys_onto_the_generic_ones():
+  old = _old_data_config(name='fashion_mnist', fashion_mnist_crop='resize',
+                         fashion_mnist_flip=False,
+                         fashion_mnist_eval_crop_fraction=0.9,
+                         image_size=48)
+  del old['read_threads']  # A key added after the checkpoint was written.
+  new = data_config.upgrade(ml_collections.ConfigDict(old))
+  assert sorted(new.keys()) == sorted(data_config.default_config().keys())
+  assert (new.crop, new.flip, new.eval_crop_fraction) == ('resize', False,
+                                                          0.9)
+  # Never applied to Fashion-MNIST by the old pipeline, whatever they said.
+  assert not new.distort_color and not new.random_interpolation
+  assert new.image_size == 48 and new.read_threads == 1
+  # The oldest configs lack the evaluation fraction: the old default.
+  del old['fashion_mnist_eval_crop_fraction']
+  assert data_config.upgrade(old).eval_crop_fraction == 1.0
+
+
+def test_upgrade_keeps_other_data_sets_and_todays_configs():
+  old = _old_data_config(name='image_folder', root='/x', crop='pad_and_crop',
+                         fashion_mnist_crop='resize')
+  new = data_config.upgrade(old)
+  assert not any(k in new for k in data_config.REMOVED_KEYS)
+  assert (new.crop, new.root, new.eval_crop_fraction) == ('pad_and_crop',
+                                                          '/x', 0.875)
+  assert new.distort_color and new.random_interpolation
+  today = _fmnist_config('/tmp/x', crop='pad_and_crop')
+  assert data_config.upgrade(today).to_dict() == today.to_dict()
+
+
+@needs_fmnist
+def test_upgraded_old_fashion_mnist_config_gives_the_same_batches(fmnist_cfg):
+  """What a checkpoint of the old code resumes into: the very same input."""
+  for crop in ('random_resized', 'pad_and_crop'):
+    old = _old_data_config(name='fashion_mnist', image_size=16,
+                           data_dir=fmnist_cfg.data_dir,
+                           fashion_mnist_crop=crop)
+    upgraded = data_config.upgrade(old)
+    today = _fmnist_config(fmnist_cfg.data_dir, crop=crop)
+    assert upgraded.to_dict() == today.to_dict()
+    kwargs = dict(global_batch_size=4, seed=1, process_index=0,
+                  process_count=1)
+    np.testing.assert_array_equal(
+        next(pipeline.create_train_iterator(upgraded, **kwargs))['image'],
+        next(pipeline.create_train_iterator(today, **kwargs))['image'])
+
+
+@needs_fmnist
+def test_pipeline_benchmark_times_the_bundled_fashion_mnist_pipeline(
+    fmnist_cfg):
+  from inception_jax.data import benchmark  # pylint: disable=g-import-not-at-top
+  cfg = benchmark.benchmark_config('fashion_mnist', 16, 0)
+  cfg.data_dir = fmnist_cfg.data_dir
+  assert cfg.to_dict() == fmnist_cfg.to_dict()
+  result = benchmark.run(cfg, batch_size=4, num_batches=2)
+  assert result['images'] == 8 and result['images_per_s'] > 0

@@ -1,4 +1,5 @@
-"""Crop geometry: the paper's training crops and its test-time crops."""
+"""Crop geometry (the paper's training crops and its test-time crops) and
+the random draws of training."""
 
 import math
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 
 from inception_jax.data import crops
+from inception_jax.data import sampling
 
 
 @pytest.mark.parametrize('height,width', [(375, 500), (500, 333), (28, 28)])
@@ -13,7 +15,7 @@ def test_inception_crop_statistics(height, width):
   rng = np.random.default_rng(0)
   areas, aspects = [], []
   for _ in range(5000):
-    top, left, h, w = crops.sample_inception_crop(rng, height, width)
+    top, left, h, w = sampling.sample_inception_crop(rng, height, width)
     assert 0 <= top and top + h <= height and 0 <= left and left + w <= width
     areas.append(h * w / (height * width))
     aspects.append(w / h)
@@ -33,7 +35,7 @@ def test_inception_crop_falls_back_to_center():
   # A 1x100 strip admits no crop with aspect ratio in [3/4, 4/3] and area
   # of at least 8%, so the fallback (largest centered allowed box) is used.
   rng = np.random.default_rng(0)
-  top, left, h, w = crops.sample_inception_crop(rng, 10, 1000)
+  top, left, h, w = sampling.sample_inception_crop(rng, 10, 1000)
   assert (h, w) == (10, 13) and left == (1000 - 13) // 2 and top == 0
 
 
@@ -119,3 +121,64 @@ def test_numpy_resize_matches_tensorflow(box, size, channels):
   reference = preprocess.resize(tf.constant(cropped), (size, size)).numpy()
   assert fast.shape == reference.shape == (size, size, channels)
   np.testing.assert_allclose(fast, reference, atol=1e-3)
+
+
+def test_light_data_modules_import_without_tensorflow():
+  """`predict` and `restore` import these; the package itself imports
+  nothing, so they must not pull in TensorFlow, TFDS or grain."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  code = ('import sys\n'
+          'import inception_jax.data.crops, inception_jax.data.normalization\n'
+          'import inception_jax.data.config\n'
+          'heavy = [m for m in ("tensorflow", "tensorflow_datasets", "grain")\n'
+          '         if m in sys.modules]\n'
+          'assert not heavy, heavy\n')
+  subprocess.run([sys.executable, '-c', code], check=True,
+                 cwd=__file__.rsplit('/tests/', 1)[0])
+
+
+def test_pad_and_crop_draws_where_the_records_say():
+  """Decoded arrays are padded as stored (28 px: pad 4), encoded records
+  at the model's size (48 px: pad 6), and both draw their offsets."""
+  from inception_jax.data import config as config_lib  # pylint: disable=g-import-not-at-top
+  from inception_jax.data import transforms  # pylint: disable=g-import-not-at-top
+  cfg = config_lib.default_config()
+  cfg.update(crop='pad_and_crop', image_size=48, distort_color=False)
+  settings = transforms.TrainSettings.from_config(cfg)
+  stored = sampling.draw_train(np.random.default_rng(0), settings, 28, 28,
+                               pad_after_resize=False)
+  assert stored.box == (0, 0, 28, 28) and stored.pad_after_resize is None
+  assert stored.pad_before_resize.pad == 4
+  resized = sampling.draw_train(np.random.default_rng(0), settings, 28, 28,
+                                pad_after_resize=True)
+  assert resized.pad_before_resize is None
+  assert resized.pad_after_resize.pad == 6
+  for pad_crop in (stored.pad_before_resize, resized.pad_after_resize):
+    assert 0 <= pad_crop.top <= 2 * pad_crop.pad
+    assert 0 <= pad_crop.left <= 2 * pad_crop.pad
+
+
+def test_colour_distortions_on_the_0_255_scale():
+  """Distorting pixels on [0, 255] equals the [0, 1] formulation (TF-slim's,
+  which the strengths come from) scaled back, to float32 round-off."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from inception_jax.data import preprocess  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(3)
+  image = rng.uniform(-5, 260, (12, 10, 3)).astype(np.float32)
+  for seed in range(4):
+    draws = sampling.sample_colour(
+        np.random.default_rng(seed), brightness=32 / 255, contrast=0.5,
+        saturation=0.5, hue=0.2, lighting=0.1)
+    ref = tf.clip_by_value(image, 0.0, 255.0) / 255.0
+    ops = {'brightness': tf.image.adjust_brightness,
+           'contrast': tf.image.adjust_contrast,
+           'saturation': tf.image.adjust_saturation,
+           'hue': tf.image.adjust_hue}
+    for name, amount in draws.steps:
+      ref = tf.clip_by_value(ops[name](ref, amount), 0.0, 1.0)
+    ref += preprocess._PCA_EIGVEC @ (draws.lighting * preprocess._PCA_EIGVAL)  # pylint: disable=protected-access
+    ref = 255.0 * tf.clip_by_value(ref, 0.0, 1.0).numpy()
+    got = preprocess.distort_color(image, draws).numpy()
+    assert len(draws.steps) == 4
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-3)

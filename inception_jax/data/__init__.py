@@ -1,27 +1,16 @@
 """Input pipelines: Fashion-MNIST, ImageNet 2012 and image folders via TFDS.
 
-The names below load on first use, so TensorFlow-free pieces of this package
-(`crops`, `normalization`) can be imported by `predict` and `load` without
-pulling in TensorFlow, TFDS and grain.
+Import the submodule you need; this package imports nothing itself, so the
+TensorFlow-free ones (`crops`, `normalization`, `config`) stay light for
+`predict` and `restore`:
+
+* `config`: every ``data.*`` key with its default; `config.upgrade` brings a
+  data config saved by an older version to today's keys.
+* `datasets`: preparing a data set as TFDS ``array_record`` files, its
+  splits and class names (`datasets.get_dataset_info`,
+  `datasets.resolve_splits`) and random access to its records.
+* `pipeline`: the grain training and evaluation iterators
+  (`pipeline.create_train_iterator`, `pipeline.create_eval_iterator`).
+* `transforms`, `sampling`, `preprocess`, `crops`, `normalization`: one
+  record to one model input; `sampling` holds every random draw.
 """
-import importlib
-
-_EXPORTS = {
-    'default_config': 'config',
-    'DatasetInfo': 'datasets',
-    'get_dataset_info': 'datasets',
-    'resolve_splits': 'datasets',
-    'EvalIterator': 'pipeline',
-    'create_eval_iterator': 'pipeline',
-    'create_train_iterator': 'pipeline',
-    'shard_bounds': 'pipeline',
-}
-
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name):
-  if name in _EXPORTS:
-    module = importlib.import_module(f'{__name__}.{_EXPORTS[name]}')
-    return getattr(module, name)
-  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -2,10 +2,14 @@
 
 Configs are loaded with ``lock_config=True`` and overridden from the command
 line, so every key exists here with a fixed type, and optional strings are
-typed placeholders. The augmentation defaults for the JPEG data sets
-(``imagenet2012``, ``image_folder``) are the paper's; Fashion-MNIST has its
-own crop and flip switches because the paper's 8% crops of a 28x28 image
-leave almost nothing of the garment.
+typed placeholders. The augmentation defaults are the paper's; a data set
+that needs others sets them in its config file (``configs/fashion_mnist.py``
+turns the 8% crops, colour distortions and random interpolation, all meant
+for photos, into milder crops of a grey garment). The preprocessing reads
+only these keys, never the data set's name.
+
+`upgrade` turns a data config saved by an older version (a checkpoint's
+config) into one in today's keys.
 """
 
 from __future__ import annotations
@@ -47,16 +51,14 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval_split = config_dict.placeholder(str)
 
   # --- Training crop --------------------------------------------------------
-  # Crop for the JPEG data sets: 'inception' (the paper: a patch of
-  # min_area..max_area of the image with aspect ratio min_aspect..max_aspect,
-  # center-crop fallback, fused with JPEG decoding), 'random_resized' (the
-  # same sampler with area random_resized_min_area..max_area), 'pad_and_crop'
-  # (pad by pad_fraction of the side, random crop of the original size) or
-  # 'resize' (the whole image, no crop).
+  # 'inception' (the paper: a patch of min_area..max_area of the image with
+  # aspect ratio min_aspect..max_aspect, center-crop fallback; JPEGs decode
+  # only the patch), 'random_resized' (the same sampler with area
+  # random_resized_min_area..max_area), 'pad_and_crop' (zero-pad by
+  # pad_fraction of the side, random crop of the unpadded size) or 'resize'
+  # (the whole image, no crop). Encoded records (JPEG/PNG) are padded after
+  # resizing to image_size, decoded arrays (Fashion-MNIST) before.
   c.crop = 'inception'
-  # The same choice for Fashion-MNIST; 8% crops of a 28x28 garment are mostly
-  # background, so it defaults to the light variant.
-  c.fashion_mnist_crop = 'random_resized'
   c.min_area = 0.08
   c.max_area = 1.0
   c.min_aspect = 3.0 / 4.0
@@ -67,11 +69,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.pad_fraction = 0.125
 
   # --- Other training augmentation -------------------------------------------
-  # Random horizontal flip, for the JPEG data sets and for Fashion-MNIST.
+  # Random horizontal flip.
   c.flip = True
-  c.fashion_mnist_flip = True
-  # Photometric distortions after Howard (2013), applied in random order to
-  # the JPEG data sets: brightness delta (on [0, 1] pixels), contrast and
+  # Photometric distortions after Howard (2013), applied in random order:
+  # brightness delta (as a fraction of the pixel range), contrast and
   # saturation factors in [1 - s, 1 + s], hue shift (fraction of the colour
   # circle) and AlexNet's PCA lighting noise (std of the eigen-coefficients).
   # The values are those of TF-slim's Inception preprocessing.
@@ -99,8 +100,6 @@ def default_config() -> ml_collections.ConfigDict:
   # shorter side resized to 256, then a 224 center crop). The 10-crop scheme
   # resizes the shorter side to image_size / eval_crop_fraction.
   c.eval_crop_fraction = 0.875
-  # Fashion-MNIST evaluates on the whole (resized) image by default.
-  c.fashion_mnist_eval_crop_fraction = 1.0
 
   # --- Robustness and throughput ---------------------------------------------
   # image_folder: 'skip' reports and drops files that do not decode when the
@@ -111,10 +110,48 @@ def default_config() -> ml_collections.ConfigDict:
   # Batches each worker prepares ahead of the consumer.
   c.worker_buffer_size = 2
   # grain's record-reading threads and their read-ahead, per process. Reading
-  # a record from local disk is cheap next to decoding it; grain's defaults
-  # (16 and 500) cost more in thread hand-offs than they save (Fashion-MNIST
-  # at 48x48: 1,874 images/s with them, 3,349 with 1 and 16). Raise both for
-  # records on remote storage.
+  # a record from local disk is cheap next to decoding it, and grain's
+  # defaults (16 and 500) cost more in thread hand-offs than they save (see
+  # WORKSPACE.md, "Input pipeline throughput"). Raise both for records on
+  # remote storage.
   c.read_threads = 1
   c.read_buffer_size = 16
   return c
+
+
+# Keys of older versions, gone since the preprocessing stopped branching on
+# the data set: Fashion-MNIST's own crop, flip and evaluation crop fraction.
+REMOVED_KEYS = ('fashion_mnist_crop', 'fashion_mnist_flip',
+                'fashion_mnist_eval_crop_fraction')
+
+
+def upgrade(data_cfg) -> ml_collections.ConfigDict:
+  """A data config in today's keys, equivalent to ``data_cfg``.
+
+  ``data_cfg`` may come from a checkpoint of any version. Older versions
+  gave Fashion-MNIST its own keys (``fashion_mnist_crop``,
+  ``fashion_mnist_flip``, ``fashion_mnist_eval_crop_fraction``) and never
+  applied colour distortions or random interpolation to it. For such a
+  config with ``name == 'fashion_mnist'`` those values move onto ``crop``,
+  ``flip`` and ``eval_crop_fraction``, and ``distort_color`` and
+  ``random_interpolation`` become False, so the pipeline rebuilt from it
+  produces what the run saw. The removed keys are dropped, keys added since
+  get their defaults, and a config already in today's keys comes back equal.
+  Returns a new, unlocked ConfigDict; ``data_cfg`` is left as it is.
+  """
+  old = (data_cfg.to_dict() if isinstance(data_cfg, ml_collections.ConfigDict)
+         else dict(data_cfg))
+  new = default_config()
+  for key in new.keys():
+    if key in old:
+      new[key] = old[key]
+  # Every version before this one wrote fashion_mnist_crop and
+  # fashion_mnist_flip, so their presence marks an old config.
+  if old.get('name') == 'fashion_mnist' and any(k in old
+                                                for k in REMOVED_KEYS):
+    new.crop = old.get('fashion_mnist_crop', 'random_resized')
+    new.flip = old.get('fashion_mnist_flip', True)
+    new.eval_crop_fraction = old.get('fashion_mnist_eval_crop_fraction', 1.0)
+    new.distort_color = False
+    new.random_interpolation = False
+  return new

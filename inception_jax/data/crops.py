@@ -1,18 +1,16 @@
-"""Where the crops go: pure geometry, no pixels.
+"""Where the evaluation crops go: pure geometry, no pixels, no randomness.
 
-Keeping the boxes apart from the pixel work lets the tests check the sampled
-training crops statistically and the evaluation crops exactly, and lets the
-JPEG path decode only the box it will use. A box is ``(top, left, height,
-width)`` in integer pixels.
+Keeping the boxes apart from the pixel work lets the tests check the
+evaluation crops exactly, lets the JPEG path decode only the box it will
+use, and lets `predict` take the same center crop without TensorFlow. The
+random training crops are drawn in `sampling`. A box is ``(top, left,
+height, width)`` in integer pixels.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import List, Tuple
-
-import numpy as np
 
 Box = Tuple[int, int, int, int]
 
@@ -25,55 +23,6 @@ def center_crop_box(height: int, width: int, fraction: float = 1.0) -> Box:
   """The centered square whose side is ``fraction`` of the shorter side."""
   side = max(1, int(round(min(height, width) * fraction)))
   return ((height - side) // 2, (width - side) // 2, side, side)
-
-
-def sample_inception_crop(rng: np.random.Generator, height: int, width: int,
-                          *, min_area: float = 0.08, max_area: float = 1.0,
-                          min_aspect: float = 3 / 4, max_aspect: float = 4 / 3,
-                          attempts: int = 10) -> Box:
-  """The paper's random crop: area and aspect ratio drawn, center fallback.
-
-  The area fraction is uniform in [min_area, max_area] and the aspect ratio
-  (width / height) log-uniform in [min_aspect, max_aspect], as in
-  ``tf.image.sample_distorted_bounding_box`` and torchvision's
-  RandomResizedCrop. Draws that do not fit the image are retried; after
-  ``attempts`` failures the largest centered box with an allowed aspect ratio
-  is used. Drawing from a numpy Generator seeded per record is what makes a
-  resumed run see the very same crops.
-  """
-  area = height * width
-  log_lo, log_hi = math.log(min_aspect), math.log(max_aspect)
-  for _ in range(attempts):
-    target_area = area * rng.uniform(min_area, max_area)
-    aspect = math.exp(rng.uniform(log_lo, log_hi))
-    w = int(round(math.sqrt(target_area * aspect)))
-    h = int(round(math.sqrt(target_area / aspect)))
-    if 0 < w <= width and 0 < h <= height:
-      top = int(rng.integers(0, height - h + 1))
-      left = int(rng.integers(0, width - w + 1))
-      return (top, left, h, w)
-  # Fallback: the whole image, trimmed to the allowed aspect range.
-  aspect = width / height
-  if aspect < min_aspect:
-    w, h = width, int(round(width / min_aspect))
-  elif aspect > max_aspect:
-    w, h = int(round(height * max_aspect)), height
-  else:
-    w, h = width, height
-  h, w = min(h, height), min(w, width)
-  return ((height - h) // 2, (width - w) // 2, h, w)
-
-
-def sample_pad_crop(rng: np.random.Generator, height: int, width: int,
-                    pad: int) -> Box:
-  """A box of the image's own size in the image padded by ``pad`` pixels.
-
-  Coordinates are in the padded image (so they may start at 0 <= top <=
-  2 * pad); the caller pads before cropping.
-  """
-  top = int(rng.integers(0, 2 * pad + 1))
-  left = int(rng.integers(0, 2 * pad + 1))
-  return (top, left, height, width)
 
 
 def resized_shape(height: int, width: int, shorter: int) -> Tuple[int, int]:

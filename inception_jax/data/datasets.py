@@ -2,7 +2,9 @@
 
 Every data set ends up as a TFDS data set in the ``array_record`` format,
 whose ``as_data_source`` gives the random access by index that grain needs
-for a shuffled, sharded and exactly resumable order.
+for a shuffled, sharded and exactly resumable order. `RECORD_FORMATS` says,
+once per data set, whether its records hold encoded image bytes or decoded
+arrays; nothing else in the pipeline looks at the data set's name.
 """
 
 from __future__ import annotations
@@ -17,9 +19,17 @@ from inception_jax.data import config as config_lib
 from inception_jax.data import fashion_mnist
 from inception_jax.data import image_folder
 from inception_jax.data import imagenet
-from inception_jax.data import transforms
+from inception_jax.data import preprocess
 
 FILE_FORMAT = 'array_record'
+
+# ImageNet and image folders keep their JPEG (or PNG) bytes, so training
+# decodes only its crop; Fashion-MNIST's 28x28 PNGs are decoded by TFDS.
+RECORD_FORMATS = {
+    'fashion_mnist': preprocess.DecodedArrays(),
+    'imagenet2012': preprocess.EncodedImages(),
+    'image_folder': preprocess.EncodedImages(),
+}
 
 
 @dataclasses.dataclass
@@ -123,22 +133,21 @@ def get_dataset_info(data_cfg) -> DatasetInfo:
       num_eval=_num_examples(builder, eval_split))
 
 
-def record_kind(data_cfg) -> str:
-  """Whether records hold encoded bytes or decoded arrays."""
-  return (transforms.ARRAY if data_cfg.name == 'fashion_mnist'
-          else transforms.ENCODED)
+def record_format(data_cfg):
+  """How ``data_cfg.name``'s records hold their image (see RECORD_FORMATS)."""
+  if data_cfg.name not in RECORD_FORMATS:
+    raise ValueError(f'Unknown data.name {data_cfg.name!r}; expected one of '
+                     f'{", ".join(config_lib.DATASET_NAMES)}.')
+  return RECORD_FORMATS[data_cfg.name]
 
 
 def data_source(data_cfg, split: str):
-  """Random access to ``split``: records {'image', 'label', ...}.
-
-  Encoded images stay encoded (the transforms decode only their crop);
-  Fashion-MNIST's tiny PNGs are decoded by TFDS.
-  """
+  """Random access to ``split``: records {'image', 'label', ...}, the image
+  as `record_format` says."""
   builder = prepare_builder(data_cfg)
   _check_split(builder, data_cfg, split)
   decoders = None
-  if record_kind(data_cfg) == transforms.ENCODED:
+  if record_format(data_cfg).encoded:
     decoders = {'image': tfds.decode.SkipDecoding()}
   return builder.as_data_source(split=split, decoders=decoders)
 

@@ -89,7 +89,6 @@ def create_train_iterator(data_cfg, *, global_batch_size: int, seed: int,
     raise ValueError(f'The data seed must be in [0, 2**32), got {seed}.')
   split = split or datasets.resolve_splits(data_cfg)[0]
   source = datasets.data_source(data_cfg, split)
-  kind = datasets.record_kind(data_cfg)
   # No drop_remainder: shards differ by at most one record, and every record
   # of the split is seen every epoch.
   shard = grain.ShardOptions(shard_index=index, shard_count=count,
@@ -100,8 +99,7 @@ def create_train_iterator(data_cfg, *, global_batch_size: int, seed: int,
   loader = grain.DataLoader(
       data_source=source, sampler=sampler,
       operations=[
-          transforms.TrainPreprocess(
-              transforms.TrainSettings.from_config(data_cfg, kind), kind),
+          transforms.TrainPreprocess.from_config(data_cfg),
           grain.Batch(local_batch, drop_remainder=True),
       ],
       worker_count=data_cfg.worker_count,
@@ -195,8 +193,7 @@ def create_eval_iterator(data_cfg, *, global_batch_size: int, crops: int = 1,
   local_batch = _local_batch_size(global_batch_size, count)
   split = split or datasets.resolve_splits(data_cfg)[1]
   source = datasets.data_source(data_cfg, split)
-  kind = datasets.record_kind(data_cfg)
-  transform = transforms.EvalPreprocess.from_config(data_cfg, kind, crops)
+  transform = transforms.EvalPreprocess.from_config(data_cfg, crops)
   num_records = len(source)
   num_batches = math.ceil(math.ceil(num_records / count) / local_batch)
   # grain's DataLoader rounds a finite sharded sampler down to a multiple of
