@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Tuple
 import ml_collections
 from ml_collections import config_dict
 
-from inception_jax import data as data_lib
+from inception_jax.data import config as data_config
 
 # Ablation args: name -> (valid values, default). The first three are the
 # paper's switches (Figure 2, auxiliary heads, LRN), `variant` selects
@@ -111,7 +111,7 @@ def base_config(args: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.model.transform_input = config_dict.placeholder(bool)
   c.model.dtype = 'auto'  # float32 on CPU, bfloat16 compute on accelerators
 
-  c.data = data_lib.default_config()
+  c.data = data_config.default_config()
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.lr = 0.01  # at reference_batch_size; scaled linearly

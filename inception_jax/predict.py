@@ -33,7 +33,6 @@ from inception_jax import restore
 from inception_jax.data.crops import center_crop_box
 from inception_jax.data.normalization import normalize
 
-# The ImageNet statistics of `inception_jax.data.preprocess` (on [0, 1]).
 # What the torchvision converter's checkpoints expect (torchvision's own
 # evaluation: shorter side 256, center 224, ImageNet normalisation).
 DEFAULT_NORMALIZATION = 'imagenet'
@@ -65,16 +64,14 @@ class Preprocessing:
 def preprocessing_of(restored: restore.Restored) -> Preprocessing:
   """The evaluation preprocessing of the run that trained `restored`.
 
-  Mirrors `EvalPreprocess.from_config`: Fashion-MNIST has its own crop
-  fraction. A parameters-only checkpoint carries what `export` recorded, and
+  Mirrors `EvalPreprocess.from_config`. A parameters-only checkpoint carries what `export` recorded, and
   the torchvision converter's checkpoints use torchvision's own.
   """
   config = restore.config_of(restored)
   if config is not None:
     data = config.data
-    fraction = (data.fashion_mnist_eval_crop_fraction
-                if data.name == 'fashion_mnist' else data.eval_crop_fraction)
-    return Preprocessing(int(restored.image_size), float(fraction),
+    return Preprocessing(int(restored.image_size),
+                         float(data.eval_crop_fraction),
                          str(data.normalization))
   saved = (restored.meta.get('extra') or {}).get('preprocessing') or {}
   return Preprocessing(

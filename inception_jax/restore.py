@@ -338,8 +338,8 @@ def load(path: epath.PathLike, *, polyak: bool = True,
 def config_of(restored: Restored) -> Optional[ml_collections.ConfigDict]:
   """The training config, also for an exported checkpoint that kept it.
 
-  Data keys added to the project after the checkpoint was written get their
-  defaults, so an older checkpoint still rebuilds its input pipeline.
+  An older checkpoint's data config is brought to today's keys
+  (`data.config.upgrade`), so it still rebuilds its input pipeline.
   """
   config = copy.deepcopy(restored.config)
   if config is None:
@@ -348,9 +348,6 @@ def config_of(restored: Restored) -> Optional[ml_collections.ConfigDict]:
   if config is not None and 'data' in config:
     # TensorFlow-free, like the rest of this module.
     from inception_jax.data import config as data_config  # pylint: disable=g-import-not-at-top
-    defaults = data_config.default_config()
     with config.unlocked():
-      for key in defaults.keys():
-        if key not in config.data:
-          config.data[key] = defaults[key]
+      config.data = data_config.upgrade(config.data)
   return config

@@ -27,10 +27,11 @@ from inception_jax import restore
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
-# The data package itself is light (lazy); its pipeline modules are not.
+# The data package imports nothing itself; its pipeline modules are heavy.
 HEAVY_MODULES = ('tensorflow', 'tensorflow_datasets', 'grain', 'clu', 'optax',
-                 'inception_jax.train', 'inception_jax.data.pipeline',
-                 'inception_jax.data.preprocess', 'inception_jax.data.datasets')
+                 'inception_jax.train', 'inception_jax.steps',
+                 'inception_jax.data.pipeline', 'inception_jax.data.preprocess',
+                 'inception_jax.data.datasets')
 
 
 def _env(devices):
@@ -214,7 +215,7 @@ def _fashion_mnist_test_images():
 def test_predict_agrees_with_batched_evaluation(workdir, tmp_path):
   """Real test images as PNGs: the same top class, image by image."""
   # pylint: disable=g-import-not-at-top
-  from inception_jax import data as data_lib
+  from inception_jax.data import pipeline
   from inception_jax.data import datasets
   # pylint: enable=g-import-not-at-top
 
@@ -222,7 +223,7 @@ def test_predict_agrees_with_batched_evaluation(workdir, tmp_path):
   data_cfg = restored.config.data
   split = 'test[:8]'
   # The batched path: the trainer's evaluation input and the same weights.
-  batch = next(iter(data_lib.create_eval_iterator(
+  batch = next(iter(pipeline.create_eval_iterator(
       data_cfg, global_batch_size=8, crops=1, split=split)))
   assert batch['mask'].all()
   logits, _ = restored.model.apply(restored.variables, batch['image'],
