@@ -54,6 +54,10 @@ def itstime(step: int, every: int, total: int) -> bool:
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """One-line errors for values the config loader cannot check by type."""
+  # The model's arguments, checked by building it (cheap: nothing is
+  # initialised) before the data set is prepared.
+  googlenet.create_model(
+      **dict(config.model, num_classes=config.model.num_classes or 1))
   if config.data.image_size < googlenet.MIN_IMAGE_SIZE:
     raise ValueError(
         f'data.image_size={config.data.image_size} is too small: GoogLeNet '

@@ -79,3 +79,16 @@ def assert_trees_equal(a, b) -> None:
     np.testing.assert_array_equal(x, y, err_msg=jax.tree_util.keystr(path))
 
 
+
+
+def tiny_config(arg: str = 'runlocal', **overrides):
+  """configs/fashion_mnist.py:`arg` with dotted keys overridden."""
+  from configs import fashion_mnist  # pylint: disable=g-import-not-at-top
+  config = fashion_mnist.get_config(arg)
+  for key, value in overrides.items():
+    target = config
+    *parents, leaf = key.split('.')
+    for parent in parents:
+      target = target[parent]
+    target[leaf] = value
+  return config

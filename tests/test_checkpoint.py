@@ -17,23 +17,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from configs import fashion_mnist
 from inception_jax import checkpointing
 from inception_jax import restore
 from inception_jax import train
 from tests.helpers import (TINY_CONFIG, assert_trees_equal, restore_state,
-                           run_main, run_python, saved_steps)
-
-
-def tiny_config(**overrides):
-  config = fashion_mnist.get_config('runlocal')
-  for key, value in overrides.items():
-    target = config
-    *parents, leaf = key.split('.')
-    for parent in parents:
-      target = target[parent]
-    target[leaf] = value
-  return config
+                           run_main, run_python, saved_steps, tiny_config)
 
 
 def test_sigkill_then_resume_is_bit_identical(tiny_run, tmp_path):

@@ -7,6 +7,7 @@ transposed kernel or an unpermuted aux fc1 all show up as large errors).
 """
 
 import functools
+import json
 import pathlib
 import subprocess
 import sys
@@ -230,7 +231,7 @@ def test_convert_file_end_to_end(reference, converted, tmp_path):
   model, variables, meta = params_checkpoint.load_params_checkpoint(out)
   assert meta['format'] == 'inception_jax.params/1'
   assert meta['image_size'] == 224
-  assert meta['model_kwargs']['dtype'] == 'float32'
+  assert meta['model']['dtype'] == 'float32'
   assert meta['extra']['source_file'] == 'googlenet.pth'
   names = meta['class_names']
   assert names is None or (len(names) == 1000 and names[0] == 'tench')
@@ -277,7 +278,8 @@ def test_sharded_variables_load_on_one_device(tmp_path):
       'batch_stats': {'m': jnp.ones((3,), jnp.float32)},
   }
   params_checkpoint.save_params_checkpoint(
-      tmp_path / 'c', variables, {'num_classes': 2, 'dtype': jnp.bfloat16},
+      tmp_path / 'c', variables,
+      create_model(num_classes=2, dtype=jnp.bfloat16),
       image_size=64, class_names=['a', 'b'], extra={'note': 1})
   model, restored, meta = params_checkpoint.load_params_checkpoint(
       tmp_path / 'c')
@@ -287,15 +289,18 @@ def test_sharded_variables_load_on_one_device(tmp_path):
   assert len(w.sharding.device_set) == 1
   np.testing.assert_array_equal(w, np.arange(16.0).reshape(8, 2))
 
+  # Checkpoints written before the key was 'model' still load.
+  meta_path = tmp_path / 'c' / params_checkpoint.META_FILE
+  old_meta = json.loads(meta_path.read_text())
+  old_meta['model_kwargs'] = old_meta.pop('model')
+  meta_path.write_text(json.dumps(old_meta))
+  assert params_checkpoint.load_params_checkpoint(tmp_path / 'c')[0] == model
+
 
 def test_bad_metadata_rejected_before_writing(tmp_path):
-  with pytest.raises(ValueError, match='not_an_arg'):
-    params_checkpoint.save_params_checkpoint(
-        tmp_path / 'c', {}, {'num_classes': 2, 'not_an_arg': 1},
-        image_size=64)
   with pytest.raises(ValueError, match='3 class names'):
     params_checkpoint.save_params_checkpoint(
-        tmp_path / 'c', {}, {'num_classes': 2}, image_size=64,
+        tmp_path / 'c', {}, create_model(num_classes=2), image_size=64,
         class_names=['a', 'b', 'c'])
   assert not (tmp_path / 'c').exists()
 

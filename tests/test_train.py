@@ -1,15 +1,10 @@
-"""The train step, optimiser, configs and the command line.
+"""The train step, optimiser, configs and the loop's helpers.
 
 The step tests run on the 8 simulated CPU devices that conftest.py sets up.
 Compilation dominates on a small CPU, so the models are tiny (width 1/16,
 32x32 input) and XLA's backend optimisation is turned down where only the
 numbers' agreement matters.
 """
-
-import json
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -20,31 +15,12 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from configs import common
 from configs import fashion_mnist
 from configs import imagenet
+from inception_jax import mesh as mesh_lib
 from inception_jax import optim
+from inception_jax import steps
 from inception_jax import train
 from inception_jax.models import googlenet
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAST_COMPILE = {'xla_backend_optimization_level': 0}
-
-
-def subprocess_env():
-  """The test's 8 devices, fast compiles, a shared compilation cache."""
-  env = dict(os.environ)
-  env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') +
-                      ' --xla_backend_optimization_level=0').strip()
-  env['JAX_COMPILATION_CACHE_DIR'] = os.path.join(
-      '/tmp', f'inception_jax_test_cache_{os.getuid()}')
-  env['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
-  env['PYTHONUNBUFFERED'] = '1'
-  env['TF_CPP_MIN_LOG_LEVEL'] = '3'
-  return env
-
-
-def run_main(args, timeout=600):
-  return subprocess.run(
-      [sys.executable, '-m', 'inception_jax.main', *args], cwd=REPO,
-      env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
+from tests.helpers import FAST_COMPILE
 
 
 # --- Schedules and optimiser. ------------------------------------------------
@@ -131,10 +107,26 @@ def test_config_args():
     imagenet.get_config('depth=2')
 
 
-def test_model_config_matches_create_model():
+def test_config_model_is_the_constructor_arguments():
   c = fashion_mnist.get_config()
-  kwargs = train.model_kwargs(c.model, 10)
-  googlenet.create_model(**kwargs)  # every key is a create_model argument
+  assert sorted(c.model) == sorted(googlenet.MODEL_ARGS)
+  model = googlenet.model_from_config(c.model, 10)
+  assert googlenet.model_kwargs(model) == dict(
+      c.model, num_classes=10, dtype='float32')
+  tv = imagenet.get_config('variant=torchvision')
+  assert tv.model.norm == 'batchnorm'  # torchvision's network has BatchNorm
+  assert googlenet.create_model(num_classes=10,
+                                variant='torchvision').normalization == (
+                                    'batchnorm')
+  with pytest.raises(ValueError, match='model.widht is not an argument'):
+    googlenet.create_model(num_classes=10, widht=0.5)
+  with pytest.raises(ValueError, match='has module=reduced and norm=batchnorm'):
+    googlenet.create_model(num_classes=10, variant='torchvision', norm='lrn')
+
+
+def test_itstime_every_n_steps_and_at_the_end():
+  assert [s for s in range(1, 11) if train.itstime(s, 4, 10)] == [4, 8, 10]
+  assert [s for s in range(1, 11) if train.itstime(s, 0, 10)] == [10]
 
 
 # --- The sharded step. -----------------------------------------------------------
@@ -147,16 +139,16 @@ def _step_once(mesh, norm, initial, batch):
       c, batch_size=16, steps_per_epoch=10, total_steps=100)
   tx = optim.create_optimizer(c, schedule)
   if initial is None:
-    state = train.create_train_state(model, tx, seed=0, image_size=32,
+    state = steps.create_train_state(model, tx, seed=0, image_size=32,
                                      mesh=mesh,
                                      compiler_options=FAST_COMPILE)
     initial = jax.device_get(state)
   state = jax.device_put(initial, NamedSharding(mesh, P()))
-  step = train.make_train_step(
-      model, tx, schedule, train.StepSettings(num_classes=10,
+  step = steps.make_train_step(
+      model, tx, schedule, steps.StepSettings(num_classes=10,
                                               polyak_decay=0.99),
       mesh, compiler_options=FAST_COMPILE)
-  sharded = train.to_global(batch, NamedSharding(mesh, P('data')))
+  sharded = mesh_lib.to_global(batch, NamedSharding(mesh, P('data')))
   new_state, metrics = step(state, sharded)
   assert new_state.params['conv1']['conv']['kernel'].sharding.is_equivalent_to(
       NamedSharding(mesh, P()), 4)
@@ -169,18 +161,18 @@ def test_sharded_step_equals_one_device(norm):
   rng = np.random.default_rng(0)
   batch = {'image': rng.normal(size=(16, 32, 32, 3)).astype(np.float32),
            'label': rng.integers(0, 10, 16).astype(np.int32)}
-  initial, one, m1 = _step_once(train.create_mesh(jax.devices()[:1]), norm,
+  initial, one, m1 = _step_once(mesh_lib.create_mesh(jax.devices()[:1]), norm,
                                 None, batch)
-  _, eight, m8 = _step_once(train.create_mesh(), norm, initial, batch)
+  _, eight, m8 = _step_once(mesh_lib.create_mesh(), norm, initial, batch)
   assert m8['train/loss'] == pytest.approx(m1['train/loss'], rel=1e-5)
   assert m8['train/grad_norm'] == pytest.approx(m1['train/grad_norm'],
                                                 rel=1e-4)
   assert len([k for k in m8 if k.startswith('train/aux')]) == 2
   if norm == 'batchnorm':
-    assert eight.batch_stats
+    assert eight.model_state['batch_stats']
   # The change each step makes agrees to float32 round-off (the sums over
   # the batch are split over 8 devices, so they add in another order).
-  for tree in ('params', 'batch_stats', 'ema_params', 'opt_state'):
+  for tree in ('params', 'model_state', 'ema_params', 'opt_state'):
     flat0 = jax.tree_util.tree_leaves(getattr(initial, tree))
     flat1 = jax.tree_util.tree_leaves(getattr(one, tree))
     flat8 = jax.tree_util.tree_leaves(getattr(eight, tree))
@@ -195,19 +187,19 @@ def test_sharded_step_equals_one_device(norm):
 
 
 def test_nonfinite_update_is_not_applied():
-  mesh = train.create_mesh()
+  mesh = mesh_lib.create_mesh()
   model = googlenet.create_model(num_classes=10, norm='none', aux=False,
                                  width=0.0625)
   tx = optim.create_optimizer(opt_config(), lambda s: 0.1)
-  state = train.create_train_state(model, tx, seed=0, image_size=32,
+  state = steps.create_train_state(model, tx, seed=0, image_size=32,
                                    mesh=mesh, compiler_options=FAST_COMPILE)
-  step = train.make_train_step(model, tx, lambda s: 0.1,
-                               train.StepSettings(num_classes=10), mesh,
+  step = steps.make_train_step(model, tx, lambda s: 0.1,
+                               steps.StepSettings(num_classes=10), mesh,
                                compiler_options=FAST_COMPILE)
   batch = {'image': np.full((8, 32, 32, 3), np.nan, np.float32),
            'label': np.zeros(8, np.int32)}
   before = jax.device_get(state.params)
-  state, metrics = step(state, train.to_global(
+  state, metrics = step(state, mesh_lib.to_global(
       batch, NamedSharding(mesh, P('data'))))
   assert bool(metrics['nonfinite/loss'])
   assert int(state.step) == 1 and int(state.nonfinite_steps) == 1
@@ -219,57 +211,4 @@ def test_nonfinite_update_is_not_applied():
 
 def test_batch_not_divisible_names_both_numbers():
   with pytest.raises(ValueError, match=r'batch_size=12 .* 8 devices'):
-    train.check_divisible(12, train.create_mesh(), 'batch_size')
-
-
-# --- The command line. -------------------------------------------------------
-
-def test_main_end_to_end(tmp_path):
-  workdir = tmp_path / 'run'
-  result = run_main([
-      '--config=configs/fashion_mnist.py:runlocal', f'--workdir={workdir}',
-      '--config.data.eval_split=test[:100]', '--config.eval_batch_size=32'])
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert 'Traceback' not in result.stderr
-  assert 'step 6/6' in result.stdout and 'eval at step 6' in result.stdout
-  config = json.loads((workdir / 'config.json').read_text())
-  assert config['model']['width'] == 0.0625
-  records = [json.loads(l) for l in
-             (workdir / 'metrics.jsonl').read_text().splitlines()]
-  train_records = [r for r in records if 'train/loss' in r]
-  assert [r['step'] for r in train_records] == [2, 4, 6]
-  for key in ('train/loss', 'train/main_loss', 'train/aux1_loss',
-              'train/aux2_loss', 'train/top1', 'train/top5', 'train/lr',
-              'train/grad_norm', 'train/images_per_sec', 'train/step_time'):
-    assert key in train_records[-1], key
-  evals = [r for r in records if 'eval/top1' in r]
-  assert evals[-1]['step'] == 6
-  assert evals[-1]['eval/num_examples'] == 100  # padded batches, exact count
-  assert 0.0 <= evals[-1]['eval/top1'] <= 1.0
-  steps = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()
-                 if p.name.isdigit())
-  assert steps == [3, 6]
-  assert sorted(p.name for p in (workdir / 'checkpoints' / '6').iterdir()
-                if p.is_dir()) == ['config', 'data_iterator', 'metadata',
-                                   'state']
-  assert list((workdir / 'tensorboard').iterdir())
-  summary = json.loads((workdir / 'summary.json').read_text())
-  assert summary['step'] == 6
-
-
-@pytest.mark.parametrize('args, message', [
-    (['--config=configs/fashion_mnist.py:runlocal', '--config.nope=1'],
-     '--config.nope: no such config key'),
-    (['--config=configs/fashion_mnist.py:runlocal',
-      '--config.batch_size=sixteen'], 'batch_size=sixteen'),
-    (['--config=configs/fashion_mnist.py:runlocal,norm=layer'],
-     'norm=\'layer\' is not one of lrn|batchnorm|none'),
-    (['--config=configs/fashion_mnist.py:runlocal', '--config.batch_size=12'],
-     'batch_size=12 cannot be split evenly over the 8 devices'),
-])
-def test_bad_config_is_one_line(tmp_path, args, message):
-  result = run_main(args + [f'--workdir={tmp_path}/run'], timeout=300)
-  assert result.returncode == 1, result.stderr[-2000:]
-  assert 'Traceback' not in result.stderr
-  last = result.stderr.strip().splitlines()[-1]
-  assert last.startswith('error: ') and message in last, result.stderr
+    mesh_lib.check_divisible(12, mesh_lib.create_mesh(), 'batch_size')

@@ -1,0 +1,125 @@
+"""Every command README.md and WORKSPACE.md print is run, as printed.
+
+Commands are read from the documents themselves (code blocks, and inline code
+that starts with `python -m`, `.venv/bin/python -m` or `make`), so a command
+that stops working, or a new one nobody checks, fails here. Each is matched
+by `HOW` to how it is checked:
+
+* run as printed in a scratch directory (configs/ linked in), with only
+  flags that shorten it added;
+* checked for parsing only where it needs what this machine lacks (gcloud:
+  the launcher prints its plan without running it, which is its default);
+* `make train` / `make test` are the README's two commands, which .ci/run
+  runs as printed on every submission.
+"""
+
+import os
+import re
+import shlex
+
+from tests.helpers import REPO, run_python
+
+DOCUMENTS = ('README.md', 'WORKSPACE.md')
+_STARTS = re.compile(r'^(\.venv/bin/python|python3?|make)\b')
+
+# (pattern of the printed command, extra flags, what the output must hold).
+# Order matters where one command reads what another wrote.
+HOW = [
+    (r'^make (train|test)$', 'ci', None),
+    (r'-m inception_jax\.summary --config=configs/imagenet\.py$', [],
+     '6,998,552'),
+    (r'-m inception_jax\.summary --config=configs/imagenet\.py:module=naive$',
+     ['--xla=False'], '97,526,008'),
+    (r'-m inception_jax\.main --config=configs/fashion_mnist\.py:module=naive,'
+     r'aux=False --workdir=runs/naive_noaux --config\.num_epochs=2$',
+     ['--config.total_steps=2', '--config.log_every_steps=1',
+      '--config.data.eval_split=test[:64]', '--config.eval_batch_size=64'],
+     'Done: 2 steps'),
+    (r'-m inception_jax\.convert --torchvision=googlenet-1378be20\.pth '
+     r'--out=runs/tv_googlenet$', [], 'wrote'),
+    (r'-m inception_jax\.data\.benchmark --dataset=jpeg ',
+     ['--num_batches=2', '--num_images=16', '--batch_size=8'],
+     'images_per_cpu_s'),
+    (r'-m inception_jax\.data\.benchmark --dataset=fashion_mnist ',
+     ['--num_batches=2'], 'images_per_cpu_s'),
+    (r'-m experiments\.launch ', [], 'gcloud'),
+    (r'-m experiments\.run --sweep=ablation --config=configs/fashion_mnist\.py '
+     r'--root=runs/ablation$',
+     ['--config_args=runlocal', '--seeds=0', '--only=module-reduced_aux-True',
+      '--set=total_steps=2', '--set=data.eval_split=test[:32]',
+      '--set=eval_batch_size=32'], 'finished'),
+    (r'-m experiments\.report --root=runs/ablation$', ['--flops=False'],
+     'report.md'),
+]
+
+
+def documented_commands():
+  """(document, command) for every command the documents print."""
+  found = []
+  for name in DOCUMENTS:
+    text = open(os.path.join(REPO, name)).read()
+    for block in re.findall(r'^```[^\n]*\n(.*?)^```', text, re.M | re.S):
+      joined = re.sub(r'\\\n\s*', '', block)
+      for line in joined.splitlines():
+        line = re.sub(r'\s+#.*$', '', line).strip()
+        if _STARTS.match(line):
+          found.append((name, line))
+    prose = re.sub(r'^```.*?^```', '', text, flags=re.M | re.S)
+    for span in re.findall(r'`([^`]+)`', prose.replace('\n', ' ')):
+      span = ' '.join(span.split())
+      if _STARTS.match(span) and ' -m ' in f' {span} ' or span in (
+          'make train', 'make test'):
+        found.append((name, span))
+  return found
+
+
+def how_to_check(command):
+  for pattern, extra, expect in HOW:
+    if re.search(pattern, command):
+      return extra, expect
+  raise AssertionError(
+      f'{command!r} is printed in the documentation but no test runs it; '
+      'add it to tests/test_docs.py HOW.')
+
+
+def test_every_documented_command_is_checked():
+  commands = documented_commands()
+  assert ('README.md', 'make train') in commands
+  for _, command in commands:
+    how_to_check(command)
+
+
+def _write_torchvision_weights(path):
+  import torch  # pylint: disable=g-import-not-at-top
+  import torchvision  # pylint: disable=g-import-not-at-top
+  model = torchvision.models.googlenet(weights=None, aux_logits=True,
+                                       init_weights=False)
+  torch.save(model.state_dict(), path)
+
+
+def test_documented_commands_run_as_printed(tmp_path):
+  os.symlink(os.path.join(REPO, 'configs'), tmp_path / 'configs')
+  _write_torchvision_weights(tmp_path / 'googlenet-1378be20.pth')
+  done = set()
+  ordered = sorted(
+      {c for _, c in documented_commands()},
+      key=lambda c: [i for i, (p, _, _) in enumerate(HOW) if re.search(p, c)])
+  for command in ordered:
+    extra, expect = how_to_check(command)
+    if extra == 'ci' or command in done:
+      continue
+    done.add(command)
+    argv = shlex.split(command)
+    assert argv[0] in ('python', 'python3', '.venv/bin/python'), command
+    result = run_python(argv[1:] + extra, cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, (command, result.stderr[-3000:])
+    assert expect in result.stdout + result.stderr, (command,
+                                                     result.stdout[-2000:])
+  assert len(done) >= 8
+
+
+def test_readme_starts_with_the_two_commands():
+  text = open(os.path.join(REPO, 'README.md')).read()
+  first = re.search(r'^```[^\n]*\n(.*?)^```', text, re.M | re.S).group(1)
+  lines = [re.sub(r'\s+#.*$', '', l).strip() for l in first.splitlines()]
+  assert [l for l in lines if l] == ['make train', 'make test']
