@@ -48,7 +48,6 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 import tempfile
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 

@@ -29,7 +29,6 @@ import json
 import math
 import os
 import statistics
-import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import flags

@@ -26,11 +26,9 @@ on a laptop. Nothing here imports TensorFlow or PyTorch.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath

@@ -508,7 +508,7 @@ def test_report_counts_come_from_the_model_summary():
   # pylint: disable-next=g-import-not-at-top
   from inception_jax.models import googlenet
   kwargs = report.model_kwargs(_config(module='reduced', aux=True))
-  assert kwargs['num_classes'] == 10 and 'dtype' not in kwargs
+  assert kwargs['num_classes'] == 10 and kwargs['dtype'] == 'float32'
   counts = report.summarize_model(kwargs, 32)
   direct = summary.summarize(googlenet.create_model(**kwargs), 32)
   assert counts == {'params': direct.total_params_no_aux,

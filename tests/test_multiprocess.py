@@ -23,7 +23,6 @@ import sys
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-import pytest
 
 from tests.helpers import REPO, subprocess_env
 
