@@ -190,13 +190,15 @@ class JaxBench:
   """Our model's jitted train step and eval forward on fixed random data."""
 
   def __init__(self, *, image_size, batch_size, dtype, module, aux, norm,
-               variant, width, num_classes, transform_input=None):
+               variant, width, num_classes, transform_input=None,
+               max_pool_grad='stencil', conv_grad='im2col'):
     self.batch_size = batch_size
     self.num_classes = num_classes
     self.model = googlenet.create_model(
         num_classes=num_classes, module=module, aux=aux, norm=norm,
         variant=variant, width=width, dtype=dtype,
-        transform_input=transform_input)
+        transform_input=transform_input, max_pool_grad=max_pool_grad,
+        conv_grad=conv_grad)
     self.label = (f'ours ({variant}, {self.model.norm}, {module}, '
                   f'aux={aux}, width={width})')
     rng = jax.random.PRNGKey(0)
@@ -389,12 +391,6 @@ def _time_runs(benches, method: str, *, repeats: int, steps: int,
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
-  if args.max_pool == 'xla':
-    from inception_jax.models import layers  # pylint: disable=import-outside-toplevel
-    layers.max_pool = layers.max_pool_reference
-  if args.conv_grad == 'xla':
-    from inception_jax.models import layers  # pylint: disable=import-outside-toplevel,reimported
-    layers._IM2COL_MIN_PIXELS = float('inf')  # pylint: disable=protected-access
   device = jax.devices()[0]
   dtype = jnp.dtype(args.dtype)
   variant = args.variant or ('torchvision' if args.peer == 'torchvision'
@@ -443,7 +439,10 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     bench = JaxBench(image_size=args.image_size, batch_size=args.batch_size,
                      dtype=dtype, module=args.module, aux=args.aux, norm=norm,
                      variant=v, width=args.width, num_classes=args.num_classes,
-                     transform_input=transform_input)
+                     transform_input=transform_input,
+                     max_pool_grad=('xla' if args.max_pool == 'xla'
+                                    else 'stencil'),
+                     conv_grad=args.conv_grad)
     bench.compile()
     bench.train(args.warmup)
     if not args.skip_infer:
