@@ -1,14 +1,20 @@
-"""Training and inference throughput of GoogLeNet, optionally against torchvision.
+r"""Training and inference throughput of GoogLeNet, optionally against torchvision.
 
-    python -m inception_jax.benchmark --image_size=224 --batch_size=32 \\
+    python -m inception_jax.benchmark --image_size=224 --batch_size=32 \
         --dtype=float32 --peer=torchvision
 
 On whatever backend JAX has, measures for our model:
 
-* training images/s: one jitted train step (forward in training mode with the
-  auxiliary heads, softmax cross-entropy + 0.3 x each auxiliary loss,
-  backward, SGD momentum 0.9 update with optax), the state donated;
-* inference images/s: the jitted eval forward (no auxiliary heads);
+* training images/s: the train step that `train.py` builds and runs
+  (`steps.make_train_step` on `mesh.create_mesh()`, the state donated):
+  forward in training mode with the auxiliary heads, softmax cross-entropy +
+  ``aux_weight`` x each auxiliary loss, backward, and the optimiser of the
+  training configs' defaults (``configs/common.py``: SGD momentum 0.9 with L2
+  weight decay on the kernels, the learning-rate schedule), the Polyak
+  average and the finite-update guard;
+* inference images/s: the evaluation step of the trainer and `evaluate.py`
+  (`steps.make_eval_step`: forward without auxiliary heads, masked loss and
+  top-1/top-5 sums) on the Polyak-averaged weights;
 * compile time of the train step (lower + compile, wall clock);
 * peak memory: the device's ``peak_bytes_in_use`` where ``memory_stats`` has
   it (GPU/TPU); on CPU the growth of the process's peak resident set during
@@ -34,13 +40,18 @@ like-for-like comparison is our ``variant=torchvision`` (the same network as
 torchvision's) against torchvision; ``--also_paper=True`` measures the paper
 variant (LRN, true 5x5) too and prints its figures alongside.
 
+``--max_pool=xla`` and ``--conv_grad=xla`` measure the model with XLA's own
+max-pool and convolution gradients (the model attributes ``max_pool_grad``
+and ``conv_grad``), for before/after figures.
+
 The last line printed is one JSON object with every figure, including
-``train_ratio`` and ``infer_ratio`` (ours / torchvision images/s).
+``train_ratio`` and ``infer_ratio`` (ours / torchvision images/s). From
+Python, `run(Settings(...))` returns that object.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -49,65 +60,91 @@ import resource
 import statistics
 import sys
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from inception_jax import flops as flops_lib
+from inception_jax import mesh as mesh_lib
+from inception_jax import optim
+from inception_jax import steps as steps_lib
 from inception_jax.models import googlenet
 
-AUX_WEIGHT = 0.3
-MOMENTUM = 0.9
-LEARNING_RATE = 0.01
+# The benchmark's own random data; the model's and the step's seed.
+SEED = 0
+# --max_pool values -> the model's max_pool_grad.
+MAX_POOL_GRAD = {'custom': 'stencil', 'xla': 'xla'}
 
 
-def _bool(value: str) -> bool:
-  if value.lower() in ('1', 'true', 'yes', 'on'):
-    return True
-  if value.lower() in ('0', 'false', 'no', 'off'):
-    return False
-  raise argparse.ArgumentTypeError(f'not a boolean: {value!r}')
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """What to measure; the command's flags, one for one."""
+  image_size: int = 224
+  batch_size: int = 32
+  dtype: str = 'float32'
+  peer: str = 'none'
+  module: str = 'reduced'
+  aux: bool = True
+  # None: batchnorm for variant=torchvision, lrn for the paper.
+  norm: Optional[str] = None
+  # None: torchvision when peer='torchvision' (like for like), else paper.
+  variant: Optional[str] = None
+  also_paper: bool = False
+  width: float = 1.0
+  num_classes: int = 1000
+  repeats: int = 5
+  steps: int = 2
+  warmup: int = 2
+  matmul_size: Optional[int] = None
+  max_pool: str = 'custom'
+  conv_grad: str = 'im2col'
+  skip_infer: bool = False
+  torch_compile: Optional[bool] = None
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  p.add_argument('--image_size', type=int, default=224)
-  p.add_argument('--batch_size', type=int, default=32)
-  p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
-  p.add_argument('--peer', default='none', choices=('none', 'torchvision'))
-  p.add_argument('--module', default='reduced', choices=googlenet.MODULES)
-  p.add_argument('--aux', type=_bool, default=True)
-  p.add_argument('--norm', default=None, choices=googlenet.NORMS,
-                 help='default: batchnorm for variant=torchvision, lrn '
-                      'for the paper')
-  p.add_argument('--variant', default=None, choices=googlenet.VARIANTS,
-                 help='default: torchvision when --peer=torchvision (like '
-                      'for like), else paper')
-  p.add_argument('--also_paper', type=_bool, default=False,
-                 help='with --peer: also measure the paper variant')
-  p.add_argument('--width', type=float, default=1.0)
-  p.add_argument('--num_classes', type=int, default=1000)
-  p.add_argument('--repeats', type=int, default=5)
-  p.add_argument('--steps', type=int, default=2,
-                 help='steps per timed run')
-  p.add_argument('--warmup', type=int, default=2)
-  p.add_argument('--matmul_size', type=int, default=None,
-                 help='side of the square matmul timed for the peak; '
-                      'default 2048 on CPU, 8192 on accelerators')
-  p.add_argument('--max_pool', default='custom', choices=('custom', 'xla'),
-                 help="'xla': plain reduce_window max pool, whose gradient "
-                      "is XLA's select_and_scatter (for before/after figures)")
-  p.add_argument('--conv_grad', default='im2col', choices=('im2col', 'xla'),
-                 help="'xla': XLA's own gradients for every convolution, "
-                      "also the large-map ones layers.conv_general_dilated "
-                      "gives im2col gradients on the CPU")
-  p.add_argument('--skip_infer', type=_bool, default=False)
-  p.add_argument('--torch_compile', type=_bool, default=None,
-                 help='default: on for CUDA, off on CPU')
-  return p.parse_args(argv)
+def define_flags() -> None:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  d = Settings()
+  flags.DEFINE_integer('image_size', d.image_size, 'Square input side.')
+  flags.DEFINE_integer('batch_size', d.batch_size, 'Global batch size.')
+  flags.DEFINE_enum('dtype', d.dtype, ['float32', 'bfloat16'],
+                    'Compute dtype (ours) / autocast (torchvision).')
+  flags.DEFINE_enum('peer', d.peer, ['none', 'torchvision'],
+                    'Also measure this peer, runs alternating with ours.')
+  flags.DEFINE_enum('module', d.module, list(googlenet.MODULES),
+                    'Inception module.')
+  flags.DEFINE_bool('aux', d.aux, 'Build and train the auxiliary heads.')
+  flags.DEFINE_enum('norm', d.norm, list(googlenet.NORMS),
+                    'Default: batchnorm for variant=torchvision, lrn for the '
+                    'paper.')
+  flags.DEFINE_enum('variant', d.variant, list(googlenet.VARIANTS),
+                    'Default: torchvision when --peer=torchvision (like for '
+                    'like), else paper.')
+  flags.DEFINE_bool('also_paper', d.also_paper,
+                    'With --peer: also measure the paper variant.')
+  flags.DEFINE_float('width', d.width, 'Channel width multiplier (ours).')
+  flags.DEFINE_integer('num_classes', d.num_classes, 'Classifier size.')
+  flags.DEFINE_integer('repeats', d.repeats, 'Timed runs per measurement.')
+  flags.DEFINE_integer('steps', d.steps, 'Steps per timed run.')
+  flags.DEFINE_integer('warmup', d.warmup, 'Untimed steps before the runs.')
+  flags.DEFINE_integer('matmul_size', d.matmul_size,
+                       'Side of the square matmul timed for the peak; '
+                       'default 2048 on CPU, 8192 on accelerators.')
+  flags.DEFINE_enum('max_pool', d.max_pool, list(MAX_POOL_GRAD),
+                    "'xla': the model's max_pool_grad='xla' (plain "
+                    "reduce_window pool, whose gradient is XLA's "
+                    'select_and_scatter), for before/after figures.')
+  flags.DEFINE_enum('conv_grad', d.conv_grad, ['im2col', 'xla'],
+                    "'xla': the model's conv_grad='xla' (XLA's own gradients "
+                    'for every convolution, also the large-map ones that '
+                    'otherwise get im2col gradients on the CPU).')
+  flags.DEFINE_bool('skip_infer', d.skip_infer,
+                    'Measure training only.')
+  flags.DEFINE_bool('torch_compile', d.torch_compile,
+                    'torch.compile the peer; default: on for CUDA, off on '
+                    'CPU.')
 
 
 # --- Memory ------------------------------------------------------------------
@@ -181,116 +218,111 @@ def matmul_peak_flops(dtype, n: int = 2048, repeats: int = 5) -> float:
 
 # --- Ours ---------------------------------------------------------------------
 
-def cross_entropy(logits, labels, num_classes):
-  return optax.softmax_cross_entropy(
-      logits.astype(jnp.float32), jax.nn.one_hot(labels, num_classes)).mean()
+def training_optimizer_config():
+  """The optimiser section every training config starts from."""
+  from configs import common  # pylint: disable=g-import-not-at-top
+  return common.base_config(common.parse_arg(None)).optimizer
 
 
 class JaxBench:
-  """Our model's jitted train step and eval forward on fixed random data."""
+  """The trainer's train and evaluation steps on fixed random data."""
 
   def __init__(self, *, image_size, batch_size, dtype, module, aux, norm,
-               variant, width, num_classes, transform_input=None):
+               variant, width, num_classes, transform_input=None,
+               max_pool_grad='stencil', conv_grad='im2col', mesh=None,
+               total_steps=1):
     self.batch_size = batch_size
     self.num_classes = num_classes
     self.model = googlenet.create_model(
         num_classes=num_classes, module=module, aux=aux, norm=norm,
         variant=variant, width=width, dtype=dtype,
-        transform_input=transform_input)
-    self.label = (f'ours ({variant}, {self.model.norm}, {module}, '
+        transform_input=transform_input, max_pool_grad=max_pool_grad,
+        conv_grad=conv_grad)
+    self.label = (f'ours ({variant}, {self.model.normalization}, {module}, '
                   f'aux={aux}, width={width})')
-    rng = jax.random.PRNGKey(0)
-    variables = googlenet.init_variables(self.model, rng, image_size)
-    self.has_bn = 'batch_stats' in variables
-    self.tx = optax.sgd(LEARNING_RATE, momentum=MOMENTUM)
-    self.state = {
-        'params': variables['params'],
-        'batch_stats': variables.get('batch_stats', {}),
-        'opt_state': self.tx.init(variables['params']),
-        'rng': jax.random.PRNGKey(1),
-    }
-    self.images = jax.random.normal(
-        jax.random.PRNGKey(2), (batch_size, image_size, image_size, 3),
-        jnp.float32)
-    self.labels = jax.random.randint(jax.random.PRNGKey(3), (batch_size,), 0,
-                                     num_classes)
-    self._train = jax.jit(self._train_step, donate_argnums=0)
-    self._eval = jax.jit(self._eval_forward)
+    self.mesh = mesh_lib.create_mesh() if mesh is None else mesh
+    mesh_lib.check_divisible(batch_size, self.mesh, 'batch_size')
+    # As train.py builds them. The schedule's values do not change the
+    # step's cost; one epoch of one step keeps them defined.
+    opt = training_optimizer_config()
+    schedule = optim.create_learning_rate_schedule(
+        opt, batch_size=batch_size, steps_per_epoch=1,
+        total_steps=max(1, total_steps))
+    tx = optim.create_optimizer(opt, schedule)
+    self.state = steps_lib.create_train_state(
+        self.model, tx, seed=SEED, image_size=image_size, mesh=self.mesh)
+    self._train = steps_lib.make_train_step(
+        self.model, tx, schedule, steps_lib.StepSettings(
+            num_classes=num_classes, aux_weight=opt.aux_weight,
+            label_smoothing=opt.label_smoothing,
+            polyak_decay=opt.polyak_decay), self.mesh)
+    self._eval = steps_lib.make_eval_step(self.model, num_classes, self.mesh)
+    rng = np.random.RandomState(SEED + 2)
+    images = rng.standard_normal(
+        (batch_size, image_size, image_size, 3)).astype(np.float32)
+    labels = rng.randint(0, num_classes, (batch_size,)).astype(np.int32)
+    sharding = mesh_lib.batch_sharded(self.mesh)
+    self.batch = mesh_lib.to_global({'image': images, 'label': labels},
+                                    sharding)
+    # An evaluation batch as the evaluator feeds it: padded and masked (here
+    # every example is real).
+    self.eval_batch = mesh_lib.to_global(
+        {'image': images, 'label': labels,
+         'mask': np.ones((batch_size,), np.bool_)}, sharding)
     self.compile_s = None
     self.eval_compile_s = None
 
-  def forward_train(self, params, batch_stats, images, rng):
-    variables = {'params': params}
-    if self.has_bn:
-      variables['batch_stats'] = batch_stats
-      (logits, aux), updates = self.model.apply(
-          variables, images, train=True, rngs={'dropout': rng},
-          mutable=['batch_stats'])
-      return logits, aux, updates['batch_stats']
-    logits, aux = self.model.apply(variables, images, train=True,
-                                   rngs={'dropout': rng})
-    return logits, aux, batch_stats
-
-  def _train_step(self, state, images, labels):
-    rng, dropout_rng = jax.random.split(state['rng'])
-
-    def loss_fn(params):
-      logits, aux, batch_stats = self.forward_train(
-          params, state['batch_stats'], images, dropout_rng)
-      loss = cross_entropy(logits, labels, self.num_classes)
-      for a in aux:
-        loss = loss + AUX_WEIGHT * cross_entropy(a, labels, self.num_classes)
-      return loss, batch_stats
-
-    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state['params'])
-    updates, opt_state = self.tx.update(grads, state['opt_state'],
-                                        state['params'])
-    params = optax.apply_updates(state['params'], updates)
-    return {'params': params, 'batch_stats': batch_stats,
-            'opt_state': opt_state, 'rng': rng}, loss
-
-  def _eval_forward(self, state, images):
-    variables = {'params': state['params']}
-    if self.has_bn:
-      variables['batch_stats'] = state['batch_stats']
-    logits, _ = self.model.apply(variables, images, train=False)
-    return logits
-
   def compile(self):
     t = time.perf_counter()
-    self._train = self._train.lower(self.state, self.images,
-                                    self.labels).compile()
+    self._train = self._train.lower(self.state, self.batch).compile()
     self.compile_s = time.perf_counter() - t
     t = time.perf_counter()
-    self._eval = self._eval.lower(self.state, self.images).compile()
+    self._eval = self._eval.lower(self.state.eval_variables(),
+                                  self.eval_batch).compile()
     self.eval_compile_s = time.perf_counter() - t
 
   def train(self, steps: int):
-    loss = None
+    metrics = None
     for _ in range(steps):
-      self.state, loss = self._train(self.state, self.images, self.labels)
-    jax.block_until_ready((self.state, loss))
+      self.state, metrics = self._train(self.state, self.batch)
+    jax.block_until_ready((self.state, metrics))
 
   def infer(self, steps: int):
     out = None
+    variables = self.state.eval_variables()
     for _ in range(steps):
-      out = self._eval(self.state, self.images)
+      out = self._eval(variables, self.eval_batch)
     jax.block_until_ready(out)
 
   def forward_macs(self) -> Dict[str, int]:
+    """Multiply-adds of the training forward (aux heads included) and of the
+    inference forward, per batch."""
     s = self.state
-    train = flops_lib.count_macs(
-        lambda p, b, x, r: self.forward_train(p, b, x, r)[:2],
-        s['params'], s['batch_stats'], self.images, s['rng'])
-    infer = flops_lib.count_macs(self._eval_forward_abstract, s, self.images)
-    return {'train_forward_macs': train, 'infer_forward_macs': infer}
+    images = self.batch['image']
 
-  def _eval_forward_abstract(self, state, images):
-    return self._eval_forward(state, images)
+    def train_forward(params, model_state, x, rng):
+      (logits, aux), _ = self.model.apply(
+          {'params': params, **model_state}, x, train=True,
+          rngs={'dropout': rng}, mutable=list(model_state))
+      return logits, aux
+
+    def infer_forward(variables, x):
+      return self.model.apply(variables, x, train=False)
+
+    train = flops_lib.count_macs(train_forward, s.params, s.model_state,
+                                 images, s.rng)
+    infer = flops_lib.count_macs(infer_forward, s.eval_variables(), images)
+    return {'train_forward_macs': train, 'infer_forward_macs': infer}
 
 
 # --- torchvision --------------------------------------------------------------
+
+# torchvision's step: the same loss, SGD with momentum at the training
+# configs' base rate; no weight decay or weight averaging (its ordinary
+# settings).
+AUX_WEIGHT = 0.3
+MOMENTUM = 0.9
+LEARNING_RATE = 0.01
 
 class TorchBench:
   """torchvision's googlenet with its best ordinary settings on this device."""
@@ -388,19 +420,14 @@ def _time_runs(benches, method: str, *, repeats: int, steps: int,
   return runs
 
 
-def run(args: argparse.Namespace) -> Dict[str, Any]:
-  if args.max_pool == 'xla':
-    from inception_jax.models import layers  # pylint: disable=import-outside-toplevel
-    layers.max_pool = layers.max_pool_reference
-  if args.conv_grad == 'xla':
-    from inception_jax.models import layers  # pylint: disable=import-outside-toplevel,reimported
-    layers._IM2COL_MIN_PIXELS = float('inf')  # pylint: disable=protected-access
+def run(opts: Settings) -> Dict[str, Any]:
+  """Measures what `opts` asks for; returns every figure (JSON-ready)."""
   device = jax.devices()[0]
-  dtype = jnp.dtype(args.dtype)
-  variant = args.variant or ('torchvision' if args.peer == 'torchvision'
+  dtype = jnp.dtype(opts.dtype)
+  variant = opts.variant or ('torchvision' if opts.peer == 'torchvision'
                              else 'paper')
   configs = [variant]
-  if args.peer == 'torchvision' and args.also_paper and 'paper' not in configs:
+  if opts.peer == 'torchvision' and opts.also_paper and 'paper' not in configs:
     configs.append('paper')
 
   result: Dict[str, Any] = {
@@ -411,16 +438,19 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
       'platform': platform.platform(),
       'jax': jax.__version__,
       'xla_flags': os.environ.get('XLA_FLAGS', ''),
-      'image_size': args.image_size, 'batch_size': args.batch_size,
-      'dtype': args.dtype, 'module': args.module, 'aux': args.aux,
-      'width': args.width, 'repeats': args.repeats, 'steps': args.steps,
-      'warmup': args.warmup, 'max_pool': args.max_pool,
-      'conv_grad': args.conv_grad,
+      'image_size': opts.image_size, 'batch_size': opts.batch_size,
+      'dtype': opts.dtype, 'module': opts.module, 'aux': opts.aux,
+      'width': opts.width, 'repeats': opts.repeats, 'steps': opts.steps,
+      'warmup': opts.warmup, 'max_pool': opts.max_pool,
+      'conv_grad': opts.conv_grad,
+      'train_step': ('steps.make_train_step, optimizer of configs/common.py '
+                     '(weight decay, Polyak average, finite guard)'),
+      'optimizer': training_optimizer_config().to_dict(),
       'flops_convention': ('3 x forward multiply-adds (convs + matmuls of the '
                            'training forward, aux heads included, from the '
                            'jaxpr) x 2 FLOPs/MAC; inference 1 x forward'),
   }
-  matmul_size = args.matmul_size or (2048 if jax.default_backend() == 'cpu'
+  matmul_size = opts.matmul_size or (2048 if jax.default_backend() == 'cpu'
                                      else 8192)
   peak = matmul_peak_flops(dtype, matmul_size)
   result['matmul_peak_tflops'] = peak / 1e12
@@ -430,35 +460,39 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
   benches: Dict[str, Any] = {}
   for v in configs:
-    norm = args.norm
+    norm = opts.norm
     if v == 'torchvision':
       norm = 'batchnorm'
     elif norm is None:
       norm = 'lrn'
-    if args.peer == 'torchvision' and v == 'torchvision':
+    if opts.peer == 'torchvision' and v == 'torchvision':
       transform_input = False  # torchvision's googlenet(weights=None) default
     else:
       transform_input = None
     memory.start()
-    bench = JaxBench(image_size=args.image_size, batch_size=args.batch_size,
-                     dtype=dtype, module=args.module, aux=args.aux, norm=norm,
-                     variant=v, width=args.width, num_classes=args.num_classes,
-                     transform_input=transform_input)
+    bench = JaxBench(image_size=opts.image_size, batch_size=opts.batch_size,
+                     dtype=dtype, module=opts.module, aux=opts.aux, norm=norm,
+                     variant=v, width=opts.width, num_classes=opts.num_classes,
+                     transform_input=transform_input,
+                     max_pool_grad=MAX_POOL_GRAD[opts.max_pool],
+                     conv_grad=opts.conv_grad,
+                     total_steps=opts.warmup + 1 + opts.repeats * opts.steps)
     bench.compile()
-    bench.train(args.warmup)
-    if not args.skip_infer:
-      bench.infer(args.warmup)
+    bench.train(opts.warmup)
+    if not opts.skip_infer:
+      bench.infer(opts.warmup)
     bench.peak_bytes = memory.stop()
     benches[v] = bench
-  if args.peer == 'torchvision':
+  if opts.peer == 'torchvision':
     memory.start()
-    peer = TorchBench(image_size=args.image_size, batch_size=args.batch_size,
-                      dtype=args.dtype, num_classes=args.num_classes,
-                      compile_model=args.torch_compile)
+    peer = TorchBench(image_size=opts.image_size,
+                      batch_size=opts.batch_size,
+                      dtype=opts.dtype, num_classes=opts.num_classes,
+                      compile_model=opts.torch_compile)
     peer.compile()
-    peer.train(max(0, args.warmup - 1))
-    if not args.skip_infer:
-      peer.infer(args.warmup)
+    peer.train(max(0, opts.warmup - 1))
+    if not opts.skip_infer:
+      peer.infer(opts.warmup)
     peer.peak_bytes = memory.stop()
     if peer.device.type == 'cuda':  # torch's own allocator, not JAX's stats
       peer.peak_bytes = int(peer.torch.cuda.max_memory_allocated())
@@ -466,10 +500,10 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     result['torch'] = peer.torch.__version__
     result['torch_settings'] = peer.settings
 
-  kw = dict(repeats=args.repeats, steps=args.steps,
-            batch_size=args.batch_size)
+  kw = dict(repeats=opts.repeats, steps=opts.steps,
+            batch_size=opts.batch_size)
   train_runs = _time_runs(benches, 'train', **kw)
-  infer_runs = (_time_runs(benches, 'infer', **kw) if not args.skip_infer
+  infer_runs = (_time_runs(benches, 'infer', **kw) if not opts.skip_infer
                 else {k: [float('nan')] for k in benches})
 
   for name, bench in benches.items():
@@ -487,6 +521,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         'peak_memory_bytes': bench.peak_bytes,
     }
     if name != 'torch':
+      entry['model'] = googlenet.model_kwargs(bench.model)
       entry['eval_compile_s'] = bench.eval_compile_s
       entry.update(bench.forward_macs())
     result[key] = entry
@@ -500,9 +535,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
       continue
     e = result[key]
     e['train_step_flops'] = 3 * 2 * ref['train_forward_macs']  # per batch
-    e['train_mfu'] = (e['train_step_flops'] / args.batch_size
+    e['train_mfu'] = (e['train_step_flops'] / opts.batch_size
                       * e['train_images_per_s'] / peak)
-    e['infer_mfu'] = (2 * ref['infer_forward_macs'] / args.batch_size
+    e['infer_mfu'] = (2 * ref['infer_forward_macs'] / opts.batch_size
                       * e['infer_images_per_s'] / peak)
 
   if 'torch' in benches:
@@ -551,13 +586,17 @@ def format_table(result: Dict[str, Any]) -> str:
   return '\n'.join(lines)
 
 
-def main(argv=None) -> None:
-  args = parse_args(argv)
-  result = run(args)
+def main(argv) -> None:
+  del argv
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  f = flags.FLAGS
+  result = run(Settings(**{field.name: f[field.name].value
+                           for field in dataclasses.fields(Settings)}))
   print(format_table(result))
   sys.stdout.flush()
   print(json.dumps(result, default=float))
 
 
 if __name__ == '__main__':
-  main()
+  from inception_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main, define_flags)

@@ -11,6 +11,11 @@ torchvision-compatible variant:
   ``'none'`` uses neither.
 * ``variant='torchvision'`` reproduces ``torchvision.models.googlenet`` layer
   for layer so its weights load (see `inception_jax.convert`).
+* ``max_pool_grad`` and ``conv_grad`` choose how the max pools and the
+  convolutions are differentiated (`inception_jax.models.layers`): the
+  defaults are the fast exact reformulations, ``'xla'`` is XLA's own
+  gradient. Same values and parameters either way; the benchmark's reference
+  switches set them.
 
 Linen rather than nnx: the training state is a pytree of plain arrays that
 jit, sharding annotations, Orbax and Polyak averaging handle with no glue, and
@@ -90,6 +95,7 @@ class ConvBlock(nn.Module):
   batchnorm: bool = False
   bn_epsilon: float = 1e-3
   dtype: Any = jnp.float32
+  conv_grad: str = 'im2col'
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -97,7 +103,8 @@ class ConvBlock(nn.Module):
                 strides=(self.stride, self.stride), padding=self.padding,
                 use_bias=not self.batchnorm, kernel_init=caffe_xavier,
                 bias_init=CONV_BIAS_INIT, dtype=self.dtype,
-                conv_general_dilated=layers.conv_general_dilated,
+                conv_general_dilated=functools.partial(
+                    layers.conv_general_dilated, grad=self.conv_grad),
                 name='conv')(x)
     if self.batchnorm:
       # Flax's momentum 0.9 is PyTorch's momentum 0.1.
@@ -118,14 +125,16 @@ class Inception(nn.Module):
   kernel5: int = 5  # torchvision's "5x5" branch is 3x3
   batchnorm: bool = False
   dtype: Any = jnp.float32
+  max_pool_grad: str = 'stencil'
+  conv_grad: str = 'im2col'
 
   @nn.compact
   def __call__(self, x, train: bool):
     s, w = self.spec, self.width
     conv = functools.partial(ConvBlock, batchnorm=self.batchnorm,
-                             dtype=self.dtype)
+                             dtype=self.dtype, conv_grad=self.conv_grad)
     b1 = conv(scaled(s.c1x1, w), 1, name='b1x1')(x, train)
-    pooled = layers.max_pool_same(x, 3)
+    pooled = layers.max_pool_same(x, 3, grad=self.max_pool_grad)
     if self.naive:
       b3 = conv(scaled(s.c3x3, w), 3, name='b3x3')(x, train)
       b5 = conv(scaled(s.c5x5, w), self.kernel5, name='b5x5')(x, train)
@@ -154,6 +163,7 @@ class AuxHead(nn.Module):
   dropout: float = 0.7
   batchnorm: bool = False
   dtype: Any = jnp.float32
+  conv_grad: str = 'im2col'
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -163,7 +173,8 @@ class AuxHead(nn.Module):
       window = tuple(min(5, d) for d in x.shape[1:3])
       x = nn.avg_pool(x, window, strides=(3, 3), padding='VALID')
     x = ConvBlock(scaled(128, self.width), 1, batchnorm=self.batchnorm,
-                  dtype=self.dtype, name='conv')(x, train)
+                  dtype=self.dtype, conv_grad=self.conv_grad,
+                  name='conv')(x, train)
     x = x.reshape((x.shape[0], -1))
     x = nn.Dense(scaled(1024, self.width), kernel_init=caffe_xavier,
                  dtype=self.dtype, name='fc1')(x)
@@ -190,6 +201,11 @@ class GoogLeNet(nn.Module):
     transform_input: torchvision's input remapping; None means on for the
       torchvision variant (its ImageNet weights need it), off otherwise.
     dtype: compute dtype. Parameters are always float32.
+    max_pool_grad: 'stencil' (the custom VJP of `layers.max_pool`) or 'xla'
+      (the plain ``reduce_window`` pool and XLA's select-and-scatter
+      gradient).
+    conv_grad: 'im2col' (`layers.conv_im2col_grad`'s CPU gradients for large
+      maps) or 'xla' (XLA's own gradient for every convolution).
   """
   num_classes: int = 1000
   module: str = 'reduced'
@@ -201,11 +217,15 @@ class GoogLeNet(nn.Module):
   aux_dropout: float = 0.7
   transform_input: Optional[bool] = None
   dtype: Any = jnp.float32
+  max_pool_grad: str = 'stencil'
+  conv_grad: str = 'im2col'
 
   def __post_init__(self):
     validate_model_args(module=self.module, norm=self.norm,
                         variant=self.variant, width=self.width,
-                        num_classes=self.num_classes)
+                        num_classes=self.num_classes,
+                        max_pool_grad=self.max_pool_grad,
+                        conv_grad=self.conv_grad)
     super().__post_init__()
 
   @property
@@ -241,7 +261,9 @@ class GoogLeNet(nn.Module):
     bn = self.normalization == 'batchnorm'
     lrn = self.normalization == 'lrn'
     w = self.width
-    conv = functools.partial(ConvBlock, batchnorm=bn, dtype=self.dtype)
+    conv = functools.partial(ConvBlock, batchnorm=bn, dtype=self.dtype,
+                             conv_grad=self.conv_grad)
+    pool = functools.partial(layers.max_pool_ceil, grad=self.max_pool_grad)
     transform = self.transform_input if self.transform_input is not None else tv
 
     x = images.astype(self.dtype)
@@ -253,7 +275,7 @@ class GoogLeNet(nn.Module):
     # Stem (Figure 3, bottom).
     x = conv(scaled(64, w), 7, stride=2, padding=((3, 3), (3, 3)),
              name='conv1')(x, train)
-    x = layers.max_pool_ceil(x, 3, 2)
+    x = pool(x, 3, 2)
     self.sow('intermediates', 'pool1', x)
     if lrn:
       x = layers.local_response_norm(x)
@@ -261,24 +283,26 @@ class GoogLeNet(nn.Module):
     x = conv(scaled(192, w), 3, name='conv2')(x, train)
     if lrn:
       x = layers.local_response_norm(x)
-    x = layers.max_pool_ceil(x, 3, 2)
+    x = pool(x, 3, 2)
     self.sow('intermediates', 'pool2', x)
 
     aux_logits = []
     for spec in TABLE1:
       if spec.name in POOL_BEFORE:
         if spec.name == 'inception_5a' and tv:
-          x = layers.max_pool_ceil(x, 2, 2)
+          x = pool(x, 2, 2)
         else:
-          x = layers.max_pool_ceil(x, 3, 2)
+          x = pool(x, 3, 2)
         self.sow('intermediates', 'pool_' + spec.name[-2:], x)
       x = Inception(spec, naive=self.module == 'naive', width=w,
                     kernel5=3 if tv else 5, batchnorm=bn, dtype=self.dtype,
-                    name=spec.name)(x, train)
+                    max_pool_grad=self.max_pool_grad,
+                    conv_grad=self.conv_grad, name=spec.name)(x, train)
       if self.aux and spec.name in AUX_AFTER:
         head = AuxHead(self.num_classes, adaptive_pool=tv, width=w,
                        dropout=self.aux_dropout, batchnorm=bn,
-                       dtype=self.dtype, name=AUX_AFTER[spec.name])
+                       dtype=self.dtype, conv_grad=self.conv_grad,
+                       name=AUX_AFTER[spec.name])
         # Built in both modes so `init` creates its parameters; the output
         # is only returned in training mode, as the paper discards the heads
         # at inference.
@@ -300,7 +324,9 @@ MIN_IMAGE_SIZE = 32
 
 
 def validate_model_args(*, module: str, norm: Optional[str], variant: str,
-                        width: float = 1.0, num_classes: int = 1000) -> None:
+                        width: float = 1.0, num_classes: int = 1000,
+                        max_pool_grad: str = 'stencil',
+                        conv_grad: str = 'im2col') -> None:
   """One-line errors for bad ablation switches, before anything compiles."""
   if module not in MODULES:
     raise ValueError(f'model.module={module!r} is not one of {MODULES}.')
@@ -318,12 +344,19 @@ def validate_model_args(*, module: str, norm: Optional[str], variant: str,
   if not (isinstance(num_classes, int) and num_classes > 0):
     raise ValueError(f'model.num_classes must be a positive int, got '
                      f'{num_classes!r}.')
+  if max_pool_grad not in layers.MAX_POOL_GRADS:
+    raise ValueError(f'model.max_pool_grad={max_pool_grad!r} is not one of '
+                     f'{layers.MAX_POOL_GRADS}.')
+  if conv_grad not in layers.CONV_GRADS:
+    raise ValueError(f'model.conv_grad={conv_grad!r} is not one of '
+                     f'{layers.CONV_GRADS}.')
 
 
 # The constructor's keyword arguments: what `config.model` holds and what a
 # checkpoint's metadata records under 'model'.
 MODEL_ARGS = ('num_classes', 'module', 'aux', 'norm', 'variant', 'width',
-              'dropout', 'aux_dropout', 'transform_input', 'dtype')
+              'dropout', 'aux_dropout', 'transform_input', 'dtype',
+              'max_pool_grad', 'conv_grad')
 DTYPES = ('float32', 'bfloat16', 'float16')
 
 

@@ -12,6 +12,10 @@
 
 `max_pool` and `conv_im2col_grad` have hand-written VJPs; both are exact
 reformulations (the tests compare them with ``jax.vjp`` of the plain forms).
+Which gradient a layer uses is an explicit argument (``grad=``), set from the
+model's ``max_pool_grad`` and ``conv_grad`` attributes; ``'xla'`` selects the
+plain formulation and XLA's own gradient, for before/after measurements.
+Measured effects are in ``experiments/results/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -24,26 +28,50 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+# The gradient implementations a layer can be asked for; the first is the
+# default.
+CONV_GRADS = ('im2col', 'xla')
+MAX_POOL_GRADS = ('stencil', 'xla')
+
+
+def _check_choice(name: str, value: str, choices: Tuple[str, ...]) -> None:
+  if value not in choices:
+    raise ValueError(f'{name}={value!r} is not one of {choices}.')
+
+
+# Output pixels per image from which `conv_general_dilated` hands a k x k
+# convolution's gradient to `conv_im2col_grad` (56x56 = 3,136 qualifies,
+# 28x28 = 784 does not): on the large maps the im2col gradients beat XLA's
+# several times over on the CPU, at 28x28 and below the two are within noise
+# of each other, so those layers keep XLA's (measured per layer in
+# experiments/results/benchmarks.md).
+_IM2COL_MIN_PIXELS = 2048
+
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None,
                          feature_group_count=1, precision=None,
-                         preferred_element_type=None):
+                         preferred_element_type=None, *, grad: str = 'im2col',
+                         im2col_min_pixels: int = _IM2COL_MIN_PIXELS):
   """``lax.conv_general_dilated`` with formulations XLA's CPU runs faster.
 
   Same arithmetic, two rewrites for NHWC/HWIO convolutions:
 
   * a 1x1, stride-1, unpadded convolution is a matmul over channels; written
-    as one (``dot_general``) XLA on the CPU differentiates it faster: a 1x1
-    layer of Inception (3a) takes 38 ms backward as a convolution and 13 ms
-    as a matmul (batch 32), and the whole 224x224 train step is 1.09x faster.
-  * a larger kernel on a large output map (``_IM2COL_MIN_PIXELS`` output
-    pixels per image or more: the 7x7 stem and the 3x3 conv at 224x224) keeps
+    as one (``dot_general``) XLA on the CPU differentiates it faster than the
+    convolution (its weight gradient is one matmul instead of a convolution
+    whose window is the whole output map).
+  * with ``grad='im2col'``, a larger kernel on a large output map
+    (``im2col_min_pixels`` output pixels per image or more: at the default
+    threshold, the 7x7 stem and the 3x3 conv at 224x224) keeps
     XLA's forward but gets `conv_im2col_grad`'s gradients on the CPU.
+    ``grad='xla'`` leaves every convolution's gradient to XLA.
 
   Everything else goes to ``lax.conv_general_dilated``. Used as
-  ``nn.Conv(conv_general_dilated=...)``.
+  ``nn.Conv(conv_general_dilated=functools.partial(conv_general_dilated,
+  grad=...))``.
   """
+  _check_choice('conv_grad', grad, CONV_GRADS)
   specs = dimension_numbers
   nhwc = (specs is not None and lhs.ndim == 4
           and tuple(specs[0]) == (0, 3, 1, 2)
@@ -59,7 +87,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
     return jax.lax.dot_general(
         lhs, rhs[0, 0], (((3,), (0,)), ((), ())), precision=precision,
         preferred_element_type=preferred_element_type)
-  if plain:
+  if plain and grad == 'im2col':
     strides = tuple(int(s) for s in window_strides)
     if isinstance(padding, str):
       pads = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides,
@@ -68,7 +96,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
       pads = padding
     pads = tuple((int(lo), int(hi)) for lo, hi in pads)
     ho, wo = _conv_output_size(lhs.shape, rhs.shape, strides, pads)
-    if ho * wo >= _IM2COL_MIN_PIXELS:
+    if ho * wo >= im2col_min_pixels:
       return conv_im2col_grad(lhs, rhs, strides, pads, precision,
                               preferred_element_type)
   return jax.lax.conv_general_dilated(
@@ -77,14 +105,6 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
       feature_group_count=feature_group_count, precision=precision,
       preferred_element_type=preferred_element_type)
 
-
-# Output pixels per image from which `conv_general_dilated` hands a k x k
-# convolution's gradient to `conv_im2col_grad` (56x56 = 3,136 qualifies,
-# 28x28 = 784 does not). Measured per layer on the 2-core CPU, batch 32,
-# float32, against XLA's own gradient: weight gradient 7x7/2 stem 188 -> 52
-# ms, 3x3 64->192 at 56x56 380 -> 84 ms; input gradient of the latter
-# 125 -> 61 ms; at 28x28 and below the two are within noise of each other.
-_IM2COL_MIN_PIXELS = 2048
 
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
@@ -248,29 +268,41 @@ def ceil_mode_output_size(size: int, window: int, stride: int) -> int:
   return max(1, math.ceil((size - window) / stride) + 1)
 
 
-def max_pool_ceil(x: jax.Array, window: int, stride: int) -> jax.Array:
+def max_pool_ceil(x: jax.Array, window: int, stride: int, *,
+                  grad: str = 'stencil') -> jax.Array:
   """Max pool, NHWC, with Caffe/PyTorch ``ceil_mode=True`` and no padding.
 
   The windows that hang over the bottom/right border see only real pixels
-  (the overhang is padded with -inf), exactly like ceil mode.
+  (the overhang is padded with -inf), exactly like ceil mode. ``grad``: see
+  `max_pool_with_grad`.
   """
   pads = []
   for size in x.shape[1:3]:
     out = ceil_mode_output_size(size, window, stride)
     pads.append((0, max(0, (out - 1) * stride + window - size)))
-  return max_pool(x, window, stride, tuple(pads))
+  return max_pool_with_grad(grad)(x, window, stride, tuple(pads))
 
 
-def max_pool_same(x: jax.Array, window: int = 3) -> jax.Array:
+def max_pool_same(x: jax.Array, window: int = 3, *,
+                  grad: str = 'stencil') -> jax.Array:
   """Stride-1 max pool that keeps the spatial size (the Inception pool branch)."""
   half = window // 2
-  return max_pool(x, window, 1, ((half, window - 1 - half),) * 2)
+  return max_pool_with_grad(grad)(x, window, 1,
+                                  ((half, window - 1 - half),) * 2)
+
+
+def max_pool_with_grad(grad: str):
+  """The max pool with the asked-for gradient: 'stencil' is `max_pool` (the
+  custom VJP below), 'xla' is `max_pool_reference` (``reduce_window``, whose
+  gradient is XLA's ``select_and_scatter``). Same values either way."""
+  _check_choice('max_pool_grad', grad, MAX_POOL_GRADS)
+  return max_pool if grad == 'stencil' else max_pool_reference
 
 
 # --- Max pooling with a cheap exact gradient -----------------------------------
 #
 # XLA differentiates ``reduce_window(max)`` into ``select_and_scatter``, which
-# on CPU runs as a slow scalar loop (about a fifth of a whole GoogLeNet train
+# on CPU runs as a slow scalar loop (a large share of a whole GoogLeNet train
 # step). `max_pool` computes the same forward and the same gradient as
 # ``jax.grad`` of the plain formulation (`max_pool_reference`)
 # with ordinary element-wise operations that XLA fuses (equal up to the order
@@ -287,8 +319,8 @@ def max_pool_same(x: jax.Array, window: int = 3) -> jax.Array:
 #   offsets d, the gradient of the window that starts d before it if that
 #   window's recorded offset is d. One fused read of the gradient's
 #   neighbourhood, one write of the input gradient: nothing of input size is
-#   materialised per offset (a scatter of window^2 shifted copies was, and
-#   cost about a quarter of the 224x224 train step).
+#   materialised per offset (a scatter of window^2 shifted copies would be,
+#   once XLA fuses their sum into the consumers of the pool's input).
 #
 # Ties: like XLA's select_and_scatter (select = ``>=``), the whole gradient of
 # a window goes to its FIRST maximum in row-major (row, then column) order;
