@@ -110,6 +110,11 @@ def base_config(args: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.model.aux_dropout = 0.7
   c.model.transform_input = config_dict.placeholder(bool)
   c.model.dtype = 'auto'  # float32 on CPU, bfloat16 compute on accelerators
+  # How the backward pass computes the max pools' and the large convolutions'
+  # gradients: the CPU-friendly custom ones, or 'xla' for XLA's own. The same
+  # numbers either way; only the speed differs.
+  c.model.max_pool_grad = 'stencil'
+  c.model.conv_grad = 'im2col'
 
   c.data = data_config.default_config()
 
