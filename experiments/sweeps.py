@@ -28,11 +28,11 @@ import re
 from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional,
                     Sequence, Tuple)
 
-# Config args taken after the colon of --config (configs/common.py's
-# ABLATIONS, kept in sync by a test; importing configs here would pull in the
-# input pipeline and TensorFlow just to print a command). Every other key is
-# a --config.<key> override.
-CONFIG_ARGS = ('module', 'aux', 'norm', 'variant')
+from configs import common
+
+# Config args taken after the colon of --config; every other key is a
+# --config.<key> override.
+CONFIG_ARGS = tuple(common.ABLATIONS)
 # Boolean switches of the configs; a true value is written as the bare name.
 CONFIG_SWITCHES = ('runlocal', 'long')
 

@@ -40,6 +40,7 @@ from etils import epath
 from inception_jax.train_state import upgrade_state_dict
 
 FORMAT = 'inception_jax.train_state/1'
+CHECKPOINTS_DIR = 'checkpoints'
 ITEMS = ('state', 'data_iterator', 'config', 'metadata')
 
 
@@ -170,7 +171,7 @@ class Checkpoints:
   """`DIR/checkpoints/`: periodic asynchronous saves and exact resume."""
 
   def __init__(self, workdir: str, *, keep: int):
-    self.directory = epath.Path(workdir) / 'checkpoints'
+    self.directory = epath.Path(workdir) / CHECKPOINTS_DIR
     self._warn_about_partial_saves()
     self.manager = ocp.CheckpointManager(
         self.directory,

@@ -15,8 +15,9 @@ onto this process's first device, never onto the sharding they were saved
 with, so a checkpoint written by 8 TPU chips loads in a one-CPU Colab.
 
 This module is what a Colab imports: it must stay free of TensorFlow, TFDS,
-grain and optax (a test checks ``sys.modules``), so it reads the checkpoint
-layout itself instead of importing the training code.
+grain and optax (a test checks ``sys.modules``). It shares the checkpoint
+layout's names with `inception_jax.checkpointing`, which needs none of them,
+and restores only the arrays inference needs.
 """
 
 from __future__ import annotations
@@ -32,17 +33,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from inception_jax import checkpointing
 from inception_jax import params_checkpoint
 from inception_jax import paths
 from inception_jax.models import googlenet
 
-# What `checkpointing.Checkpoints` writes; repeated here so that restoring
-# does not import the trainer's module (and with it optax and grain).
-TRAIN_STATE_FORMAT_PREFIX = 'inception_jax.train_state/'
-CHECKPOINTS_DIR = 'checkpoints'
-STATE_ITEM = 'state'
-METADATA_ITEM = 'metadata'
-CONFIG_ITEM = 'config'
+TRAIN_STATE_FORMAT_PREFIX = checkpointing.FORMAT.rsplit('/', 1)[0] + '/'
+CHECKPOINTS_DIR = checkpointing.CHECKPOINTS_DIR
+STATE_ITEM, _, CONFIG_ITEM, METADATA_ITEM = checkpointing.ITEMS
 # Orbax writes a step under a temporary name and renames it when complete.
 _TMP_MARKER = '.orbax-checkpoint-tmp'
 
@@ -101,8 +99,10 @@ def _is_finalized(path: epath.Path) -> bool:
     return False
   try:
     return bool(ocp.step.is_path_finalized(path))
-  except Exception:  # pylint: disable=broad-except
-    return True
+  except Exception as e:  # pylint: disable=broad-except
+    # An unreadable step is reported, never trusted.
+    raise ValueError(f'Cannot tell whether the checkpoint {path} is complete: '
+                     f'{_one_line(e)}') from None
 
 
 def _newest_step_dir(directory: epath.Path) -> Optional[epath.Path]:

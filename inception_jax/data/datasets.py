@@ -37,10 +37,7 @@ class DatasetInfo:
   name: str
   num_classes: int
   class_names: List[str]
-  train_split: str
-  eval_split: str
   num_train: int
-  num_eval: int
 
 
 def _data_dir(data_cfg) -> Optional[str]:
@@ -128,9 +125,7 @@ def get_dataset_info(data_cfg) -> DatasetInfo:
     _check_split(builder, data_cfg, split)
   return DatasetInfo(
       name=data_cfg.name, num_classes=label.num_classes,
-      class_names=list(label.names), train_split=train,
-      eval_split=eval_split, num_train=_num_examples(builder, train),
-      num_eval=_num_examples(builder, eval_split))
+      class_names=list(label.names), num_train=_num_examples(builder, train))
 
 
 def record_format(data_cfg):
