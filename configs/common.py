@@ -135,6 +135,16 @@ def base_config(args: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return c
 
 
+def input_normalization(norm: str, otherwise: str) -> str:
+  """The data normalisation a model's `norm` needs.
+
+  The paper's LRN (Caffe's constants) acts only at Caffe's input scale, 0-255
+  minus the mean ('caffe'); at a unit scale it leaves its input unchanged to
+  within 1e-4 and the LRN ablation would measure nothing.
+  """
+  return 'caffe' if norm == 'lrn' else otherwise
+
+
 def apply_runlocal(c: ml_collections.ConfigDict) -> None:
   """Shrinks a config to a smoke run of seconds on a laptop CPU."""
   c.model.width = 0.0625

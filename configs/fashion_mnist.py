@@ -61,7 +61,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
 
   c.data.name = 'fashion_mnist'
   c.data.image_size = 32
-  c.data.normalization = 'minus_one_one'
+  c.data.normalization = common.input_normalization(args.norm, 'minus_one_one')
   # The paper's augmentation is for photos: 8% crops of a 28x28 garment are
   # mostly background, so crops keep 60-100% of the area
   # (random_resized_min_area); colour distortions (for colour photos) and

@@ -56,10 +56,10 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.data.name = 'imagenet2012'
   c.data.image_size = 224
   c.data.crop = 'inception'
-  # Caffe subtracts the mean pixel only; dividing by the std as well only
-  # rescales the first convolution's input, and torchvision's weights (with
-  # transform_input) expect exactly this.
-  c.data.normalization = 'imagenet'
+  # Caffe's input for the paper's LRN model (0-255 minus the mean pixel: the
+  # scale the LRN constants assume); mean/std for the others, which is what
+  # torchvision's weights (with transform_input) expect.
+  c.data.normalization = common.input_normalization(args.norm, 'imagenet')
   c.data.eval_crops = 1
   c.data.worker_count = 16
 

@@ -284,3 +284,28 @@ def test_summary_builds_the_model_a_config_describes():
   assert (model.num_classes, model.module, model.aux, model.norm) == (
       1000, 'naive', False, 'lrn')
   assert model.dtype == jnp.float32  # 'auto' does not matter for counting
+
+
+def test_lrn_acts_at_the_paper_configs_input_scale():
+  """The paper model's LRNs change its output at the input scale the paper
+  config feeds it (Caffe's 0-255 minus the mean); at a unit scale they would
+  not (relative change ~1e-5), and the LRN ablation would measure nothing."""
+  from configs import imagenet  # pylint: disable=g-import-not-at-top
+  from inception_jax.data import benchmark as data_benchmark  # pylint: disable=g-import-not-at-top
+  from inception_jax.data import normalization  # pylint: disable=g-import-not-at-top
+  config = imagenet.get_config()
+  assert config.model.norm == 'lrn'
+  photos = np.stack([
+      np.asarray(data_benchmark.synthetic_photo(np.random.default_rng(i))
+                 .resize((96, 96))) for i in range(4)]).astype(np.float32)
+  lrn = create_model(num_classes=10, norm='lrn', width=0.25)
+  none = create_model(num_classes=10, norm='none', width=0.25)
+  variables = lrn.init(jax.random.PRNGKey(0), jnp.zeros((1, 96, 96, 3)))
+
+  def change(mode):
+    x = normalization.normalize(photos, mode)
+    a, _ = lrn.apply(variables, x)
+    b, _ = none.apply(variables, x)
+    return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
+  assert change(config.data.normalization) > 0.05
+  assert change('imagenet') < 1e-3

@@ -17,9 +17,11 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
+from inception_jax.data import normalization
+
 DATASET_NAMES = ('fashion_mnist', 'imagenet2012', 'image_folder')
 CROPS = ('inception', 'random_resized', 'pad_and_crop', 'resize')
-NORMALIZATIONS = ('imagenet', 'minus_one_one', 'none')
+NORMALIZATIONS = normalization.MODES
 EVAL_CROPS = (1, 10, 144)
 
 
@@ -75,7 +77,10 @@ def default_config() -> ml_collections.ConfigDict:
   # brightness delta (as a fraction of the pixel range), contrast and
   # saturation factors in [1 - s, 1 + s], hue shift (fraction of the colour
   # circle) and AlexNet's PCA lighting noise (std of the eigen-coefficients).
-  # The values are those of TF-slim's Inception preprocessing.
+  # The four ranges are TF-slim's Inception preprocessing's; TF-slim has no
+  # lighting noise (AlexNet's is added here), applies its four distortions
+  # in one of four fixed orders and clips once at the end, where this
+  # pipeline draws any order of the five and clips after each.
   c.distort_color = True
   c.brightness = 32.0 / 255.0
   c.contrast = 0.5
@@ -87,9 +92,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.random_interpolation = True
 
   # --- Both training and evaluation -----------------------------------------
-  # 'imagenet' (subtract the ImageNet mean, divide by its std, per channel),
-  # 'minus_one_one' (scale to [-1, 1], what torchvision's transform_input
-  # weights expect) or 'none' ([0, 1]).
+  # 'caffe' (0-255 minus the ImageNet mean: bvlc_googlenet's input, the scale
+  # its LRN constants assume; the configs' default wherever model.norm is
+  # 'lrn'), 'imagenet' (subtract the ImageNet mean, divide by its std, per
+  # channel: what torchvision's weights expect), 'minus_one_one' ([-1, 1]) or
+  # 'none' ([0, 1]). See `normalization.normalize`.
   c.normalization = 'imagenet'
 
   # --- Evaluation -----------------------------------------------------------

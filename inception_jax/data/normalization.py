@@ -8,10 +8,26 @@ import numpy as np
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+# Caffe's bvlc_googlenet `mean_value: 104, 117, 123` is in BGR order; the
+# pipeline's images are RGB.
+CAFFE_MEAN_RGB = np.array([123.0, 117.0, 104.0], np.float32)
+
+MODES = ('caffe', 'imagenet', 'minus_one_one', 'none')
 
 
 def normalize(image: np.ndarray, mode: str) -> np.ndarray:
-  """Maps pixels on [0, 255] to the model's input range, as float32."""
+  """Maps pixels on [0, 255] to the model's input range, as float32.
+
+  'caffe' is bvlc_googlenet's input: pixels on the 0-255 scale minus the
+  ImageNet mean, not divided by a standard deviation. LRN is not
+  scale-invariant, and its constants (alpha 1e-4 over 5 channels) assume
+  that scale: on inputs of about unit size the paper's LRNs leave their
+  input unchanged to within 1e-4. 'imagenet' divides by the std as well
+  (torchvision's weights expect it), 'minus_one_one' is [-1, 1], 'none'
+  [0, 1].
+  """
+  if mode == 'caffe':
+    return np.asarray(image, np.float32) - CAFFE_MEAN_RGB
   image = np.asarray(image, np.float32) / 255.0
   if mode == 'imagenet':
     return (image - IMAGENET_MEAN) / IMAGENET_STD
@@ -19,5 +35,5 @@ def normalize(image: np.ndarray, mode: str) -> np.ndarray:
     return image * 2.0 - 1.0
   if mode == 'none':
     return image
-  raise ValueError(f'Unknown normalization {mode!r}; expected imagenet, '
-                   'minus_one_one or none.')
+  raise ValueError(f'Unknown normalization {mode!r}; expected one of '
+                   f'{", ".join(MODES)}.')

@@ -31,9 +31,9 @@ def sample_inception_crop(rng: np.random.Generator, height: int, width: int,
   """The paper's random crop: area and aspect ratio drawn, center fallback.
 
   The area fraction is uniform in [min_area, max_area] and the aspect ratio
-  (width / height) log-uniform in [min_aspect, max_aspect], as in
-  ``tf.image.sample_distorted_bounding_box`` and torchvision's
-  RandomResizedCrop. Draws that do not fit the image are retried; after
+  (width / height) log-uniform in [min_aspect, max_aspect], as torchvision's
+  RandomResizedCrop draws it (``tf.image.sample_distorted_bounding_box``
+  draws the aspect ratio uniformly; the paper does not say). Draws that do not fit the image are retried; after
   ``attempts`` failures the largest centered box with an allowed aspect ratio
   is used.
   """

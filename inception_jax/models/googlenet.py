@@ -71,7 +71,8 @@ POOL_BEFORE = ('inception_4a', 'inception_5a')
 AUX_AFTER = {'inception_4a': 'aux1', 'inception_4d': 'aux2'}
 
 # Caffe's bvlc_googlenet initialisation: "xavier" (uniform, variance 1/fan_in)
-# for every weight, 0.2 for convolution biases, 0 for the classifiers'.
+# for every weight, 0.2 for the biases of the convolutions and of the
+# auxiliary heads' FC-1024, 0 for the classifiers'.
 caffe_xavier = nn.initializers.variance_scaling(1.0, 'fan_in', 'uniform')
 CONV_BIAS_INIT = nn.initializers.constant(0.2)
 
@@ -153,8 +154,10 @@ class AuxHead(nn.Module):
 
   Paper: average pool 5x5/3 valid (4x4 at 224x224), 1x1 conv 128 + ReLU,
   FC 1024 + ReLU, dropout 70%, linear. On feature maps smaller than 5x5 (inputs
-  below about 160x160) the pooling window shrinks to the map, so the head
-  still works on small images; at 224x224 it is the paper's head exactly.
+  below 80x80: 4a and 4d are 1/16 of the input) the pooling window shrinks to
+  the map, so the head still works on small images; at 224x224 it is the
+  paper's head exactly. Biases as Caffe's: 0.2 for the 1x1 convolution and
+  the FC-1024, 0 for the classifier.
   torchvision: adaptive average pool to 4x4 instead.
   """
   num_classes: int
@@ -177,7 +180,7 @@ class AuxHead(nn.Module):
                   name='conv')(x, train)
     x = x.reshape((x.shape[0], -1))
     x = nn.Dense(scaled(1024, self.width), kernel_init=caffe_xavier,
-                 dtype=self.dtype, name='fc1')(x)
+                 bias_init=CONV_BIAS_INIT, dtype=self.dtype, name='fc1')(x)
     x = nn.relu(x)
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return nn.Dense(self.num_classes, kernel_init=caffe_xavier,
