@@ -33,12 +33,14 @@ def _parse_value(text: str) -> Any:
 
 
 def parse_arg(arg: Optional[str], *, switches: Tuple[str, ...] = ('runlocal',),
+              options: Optional[Dict[str, Tuple[Tuple[Any, ...], Any]]] = None,
               **defaults: Any) -> ml_collections.ConfigDict:
   """Parses 'key=value,flag' into the ablation settings and switches.
 
   Args:
     arg: the text after ':' in --config, or None.
     switches: boolean args of this config (present means True).
+    options: this config's own valued args, name -> (valid values, default).
     **defaults: this config's defaults for ablation args.
 
   Returns:
@@ -47,7 +49,8 @@ def parse_arg(arg: Optional[str], *, switches: Tuple[str, ...] = ('runlocal',),
   Raises:
     ValueError: an unknown arg or value, listing the valid ones.
   """
-  out = {name: default for name, (_, default) in ABLATIONS.items()}
+  choices = dict(ABLATIONS, **(options or {}))
+  out = {name: default for name, (_, default) in choices.items()}
   out.update(defaults)
   out.update({name: False for name in switches})
   given = set()
@@ -60,11 +63,11 @@ def parse_arg(arg: Optional[str], *, switches: Tuple[str, ...] = ('runlocal',),
     if name in switches:
       out[name] = True if not sep else _parse_value(value.strip()) is True
       continue
-    if name not in ABLATIONS:
+    if name not in choices:
       raise ValueError(
           f'unknown config arg {name!r}; valid args are '
-          f'{", ".join(list(ABLATIONS) + list(switches))}.')
-    valid = ABLATIONS[name][0]
+          f'{", ".join(list(choices) + list(switches))}.')
+    valid = choices[name][0]
     parsed = _parse_value(value.strip())
     if not sep or parsed not in valid:
       raise ValueError(
@@ -124,6 +127,9 @@ def base_config(args: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.optimizer.momentum = 0.9
   c.optimizer.nesterov = False
   c.optimizer.weight_decay = 2e-4  # L2 on kernels only (see optim.py)
+  # Learning-rate multiplier of every bias (Caffe's lr_mult: 2 in
+  # bvlc_googlenet).
+  c.optimizer.bias_lr_mult = 1.0
   c.optimizer.schedule = 'staircase'  # staircase|poly|cosine|constant
   c.optimizer.warmup_epochs = 0.0
   c.optimizer.decay_factor = 0.96  # staircase: x0.96 ...

@@ -28,6 +28,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import statistics
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -374,14 +375,73 @@ def model_columns(variant: Variant, summarize_fn: Optional[SummarizeFn],
 
 # --- Aggregation and formatting -----------------------------------------------
 
+# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom.
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+        2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+        2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t95(df: float) -> float:
+  """The 97.5% quantile of Student's t with `df` degrees of freedom."""
+  if df < 1:
+    return math.inf
+  if df <= len(_T95):
+    low = _T95[int(math.floor(df)) - 1]
+    high = _T95[min(int(math.ceil(df)), len(_T95)) - 1]
+    return low + (high - low) * (df - math.floor(df))
+  return 1.960 + 2.4 / df  # within 0.002 of the exact value above 30
+
+
 def aggregate(values: Sequence[Optional[float]]) -> Dict[str, Optional[float]]:
-  """mean, sample std, min, max and n over the values that exist."""
+  """mean, sample std, min, max, n and the 95% confidence half-width of
+  the mean (Student's t over the seeds; None for a single value)."""
   xs = [float(v) for v in values if v is not None and math.isfinite(v)]
   if not xs:
-    return {'mean': None, 'std': None, 'min': None, 'max': None, 'n': 0}
-  return {'mean': statistics.fmean(xs),
-          'std': statistics.stdev(xs) if len(xs) > 1 else 0.0,
-          'min': min(xs), 'max': max(xs), 'n': len(xs)}
+    return {'mean': None, 'std': None, 'min': None, 'max': None, 'n': 0,
+            'ci95': None}
+  std = statistics.stdev(xs) if len(xs) > 1 else 0.0
+  return {'mean': statistics.fmean(xs), 'std': std,
+          'min': min(xs), 'max': max(xs), 'n': len(xs),
+          'ci95': (t95(len(xs) - 1) * std / math.sqrt(len(xs))
+                   if len(xs) > 1 else None)}
+
+
+def difference(a: Dict[Any, float], b: Dict[Any, float]
+               ) -> Dict[str, Any]:
+  """Mean of b - a and its 95% confidence half-width.
+
+  `a` and `b` map seeds to values. Where at least two seeds are shared the
+  difference is paired by seed (same data order and initialisation, so the
+  seed's own luck cancels); otherwise Welch's interval for two means.
+  """
+  shared = sorted(set(a) & set(b), key=str)
+  if len(shared) >= 2:
+    d = [b[s] - a[s] for s in shared]
+    agg = aggregate(d)
+    return {'mean': agg['mean'], 'ci95': agg['ci95'], 'n': len(d),
+            'method': 'paired by seed'}
+  xa, xb = list(a.values()), list(b.values())
+  mean = statistics.fmean(xb) - statistics.fmean(xa) if xa and xb else None
+  if len(xa) < 2 or len(xb) < 2:
+    return {'mean': mean, 'ci95': None, 'n': min(len(xa), len(xb)),
+            'method': 'one run: no interval'}
+  va, vb = (statistics.variance(xa) / len(xa),
+            statistics.variance(xb) / len(xb))
+  se = math.sqrt(va + vb)
+  df = ((va + vb) ** 2 / (va ** 2 / (len(xa) - 1) + vb ** 2 / (len(xb) - 1))
+        if va + vb > 0 else math.inf)
+  return {'mean': mean, 'ci95': t95(df) * se if se else 0.0,
+          'n': min(len(xa), len(xb)), 'method': 'Welch'}
+
+
+def verdict(diff: Dict[str, Any]) -> str:
+  if diff['mean'] is None:
+    return '-'
+  if diff['ci95'] is None:
+    return 'no interval (a variant has one run)'
+  if abs(diff['mean']) > diff['ci95']:
+    return 'the interval excludes 0'
+  return 'within the seeds\' spread: not shown'
 
 
 def format_count(n: Optional[float]) -> str:
@@ -416,8 +476,10 @@ def format_aggregate(column: str, agg: Dict[str, Optional[float]]) -> str:
   if not agg['n']:
     return '-'
   mean = format_value(column, agg['mean'])
-  if agg['n'] == 1:
+  if agg['n'] == 1 or agg.get('ci95') is None:
     return mean
+  if column in ACCURACY_COLUMNS:
+    return f'{mean} ± {100 * agg["ci95"]:.2f}'
   return (f'{mean} ({format_value(column, agg["min"])}–'
           f'{format_value(column, agg["max"])})')
 
@@ -522,20 +584,56 @@ class Report:
   run_rows: List[Dict[str, Any]]
   problems: List[str]
   markdown: str
+  differences: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+# The metric the differences between variants are computed on.
+DIFFERENCE_COLUMN = 'final_top1'
+
+
+def variant_differences(variants: Sequence[Variant],
+                        per_run: Sequence[Sequence[Dict[str, Any]]],
+                        baseline: Optional[str] = None
+                        ) -> List[Dict[str, Any]]:
+  """Each variant's final top-1 minus the reference variant's, with its
+  95% interval. The reference is the first variant whose label matches the
+  regular expression `baseline`, or the first variant."""
+  def by_seed(variant, metrics):
+    out = {}
+    for i, (run, m) in enumerate(zip(variant.runs, metrics)):
+      if m[DIFFERENCE_COLUMN] is not None:
+        out[(run.config or {}).get('seed', f'run{i}')] = m[DIFFERENCE_COLUMN]
+    return out
+  values = [by_seed(v, m) for v, m in zip(variants, per_run)]
+  candidates = [i for i, v in enumerate(variants)
+                if values[i] and (baseline is None or
+                                  re.search(baseline, v.label))]
+  if not candidates:
+    return []
+  ref = candidates[0]
+  rows = []
+  for i, variant in enumerate(variants):
+    if i == ref or not values[i]:
+      continue
+    diff = difference(values[ref], values[i])
+    rows.append({'variant': variant.label, 'reference': variants[ref].label,
+                 **diff, 'verdict': verdict(diff)})
+  return rows
 
 
 def build_report(root: str,
-                 summarize_fn: Optional[SummarizeFn] = summarize_model
-                 ) -> Report:
+                 summarize_fn: Optional[SummarizeFn] = summarize_model,
+                 baseline: Optional[str] = None) -> Report:
   """Reads every run under root; the numbers and the markdown text."""
   runs = find_runs(root)
   problems = [f'{run.name}: {p}' for run in runs for p in run.problems]
   variants = group_variants(runs)
   cache: Dict[str, Dict[str, int]] = {}
-  variant_rows, run_rows = [], []
+  variant_rows, run_rows, all_metrics = [], [], []
   for variant in variants:
     variant.model = model_columns(variant, summarize_fn, cache, problems)
     per_run = [run_metrics(run) for run in variant.runs]
+    all_metrics.append(per_run)
     row: Dict[str, Any] = {'variant': variant.label, **variant.model,
                            'runs': len(variant.runs),
                            'finished': sum(r.finished for r in variant.runs)}
@@ -549,13 +647,15 @@ def build_report(root: str,
       run_rows.append({'run': run.name, 'variant': variant.label,
                        'seed': seed, 'status': run.status,
                        'last_step': run.last_step, **metrics})
+  differences = variant_differences(variants, all_metrics, baseline)
   markdown = format_markdown(root, variant_rows, run_rows, problems,
-                             uses_wall_time(runs))
-  return Report(variants, variant_rows, run_rows, problems, markdown)
+                             uses_wall_time(runs), differences)
+  return Report(variants, variant_rows, run_rows, problems, markdown,
+                differences)
 
 
 def format_markdown(root: str, variant_rows, run_rows, problems,
-                    wall_from_metrics: bool) -> str:
+                    wall_from_metrics: bool, differences=()) -> str:
   metric_headers = [h for _, h in METRIC_COLUMNS]
   header = (['variant', 'runs (finished)', 'input', 'params',
              'params with aux', 'mult-adds', 'mult-adds @224'] +
@@ -569,7 +669,7 @@ def format_markdown(root: str, variant_rows, run_rows, problems,
          format_count(row['params_with_aux']), format_count(row['macs']),
          format_count(row['macs_224'])] +
         [format_aggregate(c, {s: row[f'{c}_{s}'] for s in
-                              ('mean', 'std', 'min', 'max', 'n')})
+                              ('mean', 'std', 'min', 'max', 'n', 'ci95')})
          for c, _ in METRIC_COLUMNS])
   run_header = ['run', 'variant', 'seed', 'status'] + metric_headers
   run_table = [[r['run'], r['variant'], str(r['seed']), r['status']] +
@@ -579,7 +679,9 @@ def format_markdown(root: str, variant_rows, run_rows, problems,
       f'# Sweep report: {root}', '',
       'Accuracies in %, on the evaluation split, with the Polyak-averaged '
       'weights unless marked raw. Where a variant has several runs (seeds): '
-      'mean (min–max); report.csv also has the sample std. "top-5 at best" '
+      'mean ± the half-width of its 95% confidence interval (Student\'s t '
+      'over the seeds; speeds and times: mean (min–max)); report.csv also '
+      'has the sample std, min and max. "top-5 at best" '
       'is the top-5 of the evaluation with the best top-1. Params and '
       'mult-adds: inference model (no auxiliary heads) at the run\'s input '
       'size and at 224x224; "params with aux" adds the auxiliary heads at '
@@ -587,7 +689,23 @@ def format_markdown(root: str, variant_rows, run_rows, problems,
       '(no compilation, evaluation or saving). Wall time: ' +
       ('as logged in metrics.jsonl.' if wall_from_metrics else
        'from summary.json (the last session of a resumed run only).'), '',
-      markdown_table(header, rows), '', '## Runs', '',
+      markdown_table(header, rows), '']
+  if differences:
+    ref = differences[0]['reference']
+    parts += [
+        f'## Differences from {ref}', '',
+        'Final top-1 (percentage points) of each variant minus that of '
+        f'{ref}, with its 95% confidence interval; paired by seed where the '
+        'variants share seeds. An interval that contains 0 means these seeds '
+        'cannot tell the two apart.', '',
+        markdown_table(
+            ['variant', 'difference', 'seeds', 'method', 'verdict'],
+            [[d['variant'],
+              (f'{100 * d["mean"]:+.2f}' +
+               (f' ± {100 * d["ci95"]:.2f}' if d['ci95'] is not None else '')),
+              str(d['n']), d['method'], d['verdict']] for d in differences]),
+        '']
+  parts += ['## Runs', '',
       markdown_table(run_header, run_table),
   ]
   if problems:
@@ -608,12 +726,12 @@ def write_csv(path: str, rows: Sequence[Dict[str, Any]]) -> None:
 
 
 def write_report(root: str, out_dir: Optional[str] = None,
-                 summarize_fn: Optional[SummarizeFn] = summarize_model
-                 ) -> Report:
+                 summarize_fn: Optional[SummarizeFn] = summarize_model,
+                 baseline: Optional[str] = None) -> Report:
   """Writes report.md, report.csv, report_runs.csv and the plots."""
   out_dir = out_dir or root
   os.makedirs(out_dir, exist_ok=True)
-  report = build_report(root, summarize_fn)
+  report = build_report(root, summarize_fn, baseline)
   with open(os.path.join(out_dir, 'report.md'), 'w', encoding='utf-8') as f:
     f.write(report.markdown)
   write_csv(os.path.join(out_dir, 'report.csv'), report.variant_rows)
@@ -631,7 +749,8 @@ def main(argv) -> None:
     raise ValueError(f'--root={FLAGS.root} is not a directory (for a gs:// '
                      'sweep, copy it here first: launch --action=results).')
   report = write_report(FLAGS.root, FLAGS.out,
-                        summarize_model if FLAGS.flops else None)
+                        summarize_model if FLAGS.flops else None,
+                        FLAGS.baseline)
   print(report.markdown)
   out = FLAGS.out or FLAGS.root
   print(f'Wrote {os.path.join(out, "report.md")}, report.csv, '
@@ -644,6 +763,9 @@ def define_flags() -> None:
   flags.DEFINE_bool('flops', True,
                     'Count parameters and multiply-adds (a few seconds per '
                     'variant).')
+  flags.DEFINE_string('baseline', None,
+                      'Regular expression naming the variant the others are '
+                      'compared with; default: the first variant.')
   flags.mark_flag_as_required('root')
 
 

@@ -82,6 +82,12 @@ def weight_decay_mask(params: Any) -> Any:
       lambda path, _: getattr(path[-1], 'key', None) == 'kernel', params)
 
 
+def bias_mask(params: Any) -> Any:
+  """True for every bias (convolutions, dense layers, BatchNorm offsets)."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: getattr(path[-1], 'key', None) == 'bias', params)
+
+
 def create_optimizer(opt: ml_collections.ConfigDict,
                      schedule: optax.Schedule) -> optax.GradientTransformation:
   """SGD with momentum and Caffe-style L2 weight decay.
@@ -94,6 +100,10 @@ def create_optimizer(opt: ml_collections.ConfigDict,
   if opt.weight_decay:
     parts.append(optax.add_decayed_weights(opt.weight_decay,
                                            mask=weight_decay_mask))
+  if opt.bias_lr_mult != 1.0:
+    # Caffe's lr_mult on biases. SGD with momentum is linear in the
+    # gradient, so scaling the bias gradient is scaling its learning rate.
+    parts.append(optax.masked(optax.scale(opt.bias_lr_mult), bias_mask))
   parts.append(optax.sgd(schedule, momentum=opt.momentum or None,
                          nesterov=opt.nesterov))
   return optax.chain(*parts)

@@ -182,3 +182,17 @@ def test_colour_distortions_on_the_0_255_scale():
     got = preprocess.distort_color(image, draws).numpy()
     assert len(draws.steps) == 4
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-3)
+
+
+def test_caffe_crop_is_a_random_224_of_the_256_squash():
+  rng = np.random.default_rng(0)
+  boxes = [sampling.sample_caffe_crop(rng, 375, 500, 224 / 256)
+           for _ in range(2000)]
+  assert {(h, w) for _, _, h, w in boxes} == {(328, 438)}
+  tops = np.array([t for t, _, _, _ in boxes])
+  lefts = np.array([l for _, l, _, _ in boxes])
+  assert tops.min() == 0 and tops.max() == 375 - 328
+  assert lefts.min() == 0 and lefts.max() == 500 - 438
+  # Uniform positions: mean in the middle of the range.
+  assert abs(tops.mean() - (375 - 328) / 2) < 1.5
+  assert abs(lefts.mean() - (500 - 438) / 2) < 2.0

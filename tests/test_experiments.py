@@ -8,6 +8,7 @@ written by hand with the files training writes.
 import csv
 import json
 import math
+import statistics
 import os
 import shlex
 import stat
@@ -456,9 +457,14 @@ def test_report_values_over_seeds_best_and_final(tmp_path):
   assert b['best_top1_raw_n'] == 0 and b['macs_224'] == 9000 * 224
 
   md = open(os.path.join(root, 'report.md')).read()
+  # Two seeds: the 95% interval uses t(1 df) = 12.706; it is wide, and
+  # the table says so rather than hide it behind min-max.
+  half = lambda a, b: 100 * 12.706 * abs(a - b) / math.sqrt(2) / math.sqrt(2)
   assert ('| module=reduced | 2 (2) | 32x32 | 1K | 1.1K | 32K | 224K | '
-          '85.00 (80.00–90.00) | 98.00 (97.00–99.00) | '
-          '82.00 (78.00–86.00)') in md
+          f'85.00 ± {half(0.8, 0.9):.2f} | 98.00 ± {half(0.97, 0.99):.2f} | '
+          f'82.00 ± {half(0.78, 0.86):.2f}') in md
+  assert a['best_top1_ci95'] == pytest.approx(half(0.8, 0.9) / 100)
+  assert '## Differences from module=naive' in md
   assert 'unfinished (step 20)' in md
   assert 'module-naive_seed-0: metrics.jsonl: 1 unreadable line(s)' in md
   assert 'module-naive_seed-1: config.json missing' in md
@@ -512,3 +518,31 @@ def test_curves_average_over_the_seeds_that_reached_each_step(tmp_path):
   assert mean == pytest.approx([0.6, 0.7])
   assert (lo, hi) == (pytest.approx([0.5, 0.7]), pytest.approx([0.7, 0.7]))
   assert times == pytest.approx([5.0, 5.0])  # one train record of 10 x 0.5 s
+
+
+def test_t_quantiles_and_intervals():
+  assert report.t95(1) == pytest.approx(12.706)
+  assert report.t95(2) == pytest.approx(4.303)
+  assert report.t95(40) == pytest.approx(2.021, abs=0.002)
+  assert report.t95(1e9) == pytest.approx(1.960, abs=1e-3)
+  agg = report.aggregate([0.90, 0.92, 0.94])
+  assert agg['ci95'] == pytest.approx(4.303 * 0.02 / math.sqrt(3))
+  assert report.aggregate([0.9])['ci95'] is None
+
+
+def test_differences_are_paired_by_seed_or_welch():
+  a = {0: 0.900, 1: 0.910, 2: 0.920}
+  b = {0: 0.905, 1: 0.916, 2: 0.924}  # +0.5 points each seed, +/- 0.1
+  paired = report.difference(a, b)
+  assert paired['method'] == 'paired by seed' and paired['n'] == 3
+  assert paired['mean'] == pytest.approx(0.005)
+  d = [0.005, 0.006, 0.004]
+  assert paired['ci95'] == pytest.approx(
+      4.303 * statistics.stdev(d) / math.sqrt(3))
+  assert report.verdict(paired) == 'the interval excludes 0'
+  # The same values on other seeds: unpaired, the seed spread dominates.
+  welch = report.difference(a, {10 + k: v for k, v in b.items()})
+  assert welch['method'] == 'Welch' and welch['ci95'] > 0.01
+  assert report.verdict(welch).startswith('within the seeds')
+  one = report.difference({0: 0.9}, {1: 0.8})
+  assert one['ci95'] is None and one['mean'] == pytest.approx(-0.1)

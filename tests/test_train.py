@@ -212,3 +212,38 @@ def test_nonfinite_update_is_not_applied():
 def test_batch_not_divisible_names_both_numbers():
   with pytest.raises(ValueError, match=r'batch_size=12 .* 8 devices'):
     mesh_lib.check_divisible(12, mesh_lib.create_mesh(), 'batch_size')
+
+
+def test_bias_lr_mult_scales_only_the_biases_updates():
+  params = {'conv': {'kernel': jnp.ones(2), 'bias': jnp.ones(2)}}
+  grads = jax.tree_util.tree_map(jnp.ones_like, params)
+  updates = {}
+  for mult in (1.0, 2.0):
+    tx = optim.create_optimizer(
+        opt_config(weight_decay=0.0, momentum=0.9, bias_lr_mult=mult),
+        lambda step: 0.1)
+    state = tx.init(params)
+    for _ in range(2):  # through the momentum buffer too
+      updates[mult], state = tx.update(grads, state, params)
+  np.testing.assert_allclose(updates[2.0]['conv']['bias'],
+                             2 * updates[1.0]['conv']['bias'])
+  np.testing.assert_array_equal(updates[2.0]['conv']['kernel'],
+                                updates[1.0]['conv']['kernel'])
+
+
+def test_imagenet_recipes():
+  paper = imagenet.get_config()
+  quick = imagenet.get_config('recipe=caffe_quick')
+  assert (paper.optimizer.schedule, paper.data.crop,
+          paper.optimizer.decay_every_epochs) == ('staircase', 'inception', 8)
+  assert paper.data.distort_color and paper.data.random_interpolation
+  assert paper.optimizer.polyak_decay > 0
+  assert (quick.optimizer.schedule, quick.optimizer.poly_power,
+          quick.num_epochs, quick.data.crop) == ('poly', 0.5, 60, 'caffe')
+  assert not quick.data.distort_color and not quick.optimizer.polyak_decay
+  for c in (paper, quick):
+    assert c.data.normalization == 'caffe' and c.model.norm == 'lrn'
+    assert c.optimizer.bias_lr_mult == 2.0
+    assert optim.scaled_learning_rate(c.optimizer, c.batch_size) == (
+        pytest.approx(0.08))
+  assert imagenet.get_config('norm=none').data.normalization == 'imagenet'

@@ -20,7 +20,7 @@ from ml_collections import config_dict
 from inception_jax.data import normalization
 
 DATASET_NAMES = ('fashion_mnist', 'imagenet2012', 'image_folder')
-CROPS = ('inception', 'random_resized', 'pad_and_crop', 'resize')
+CROPS = ('inception', 'random_resized', 'pad_and_crop', 'resize', 'caffe')
 NORMALIZATIONS = normalization.MODES
 EVAL_CROPS = (1, 10, 144)
 
@@ -57,8 +57,10 @@ def default_config() -> ml_collections.ConfigDict:
   # aspect ratio min_aspect..max_aspect, center-crop fallback; JPEGs decode
   # only the patch), 'random_resized' (the same sampler with area
   # random_resized_min_area..max_area), 'pad_and_crop' (zero-pad by
-  # pad_fraction of the side, random crop of the unpadded size) or 'resize'
-  # (the whole image, no crop). Encoded records (JPEG/PNG) are padded after
+  # pad_fraction of the side, random crop of the unpadded size), 'resize'
+  # (the whole image, no crop) or 'caffe' (bvlc_googlenet's train_val: the
+  # image squashed to 256x256, a random 224x224 square of it; the square's
+  # side is eval_crop_fraction of the resized side). Encoded records (JPEG/PNG) are padded after
   # resizing to image_size, decoded arrays (Fashion-MNIST) before.
   c.crop = 'inception'
   c.min_area = 0.08

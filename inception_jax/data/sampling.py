@@ -132,6 +132,17 @@ class TrainDraws:
   colour: Optional[ColourDraws]
 
 
+def sample_caffe_crop(rng: np.random.Generator, height: int, width: int,
+                      fraction: float) -> crops.Box:
+  """Caffe's training crop: the image squashed to a square (256x256), a
+  random square of `fraction` of its side (224) taken, here expressed as a
+  box of `fraction` of each side of the original at a uniform position."""
+  h = max(1, int(round(height * fraction)))
+  w = max(1, int(round(width * fraction)))
+  return (int(rng.integers(height - h + 1)), int(rng.integers(width - w + 1)),
+          h, w)
+
+
 def draw_train(rng: np.random.Generator, settings, height: int, width: int,
                *, pad_after_resize: bool) -> TrainDraws:
   """Everything random about one training example of ``height x width``.
@@ -152,6 +163,8 @@ def draw_train(rng: np.random.Generator, settings, height: int, width: int,
         attempts=s.crop_attempts)
   elif s.crop == 'pad_and_crop' and not pad_after_resize:
     pad_before = sample_pad_crop(rng, height, s.pad_fraction)
+  elif s.crop == 'caffe':
+    box = sample_caffe_crop(rng, height, width, s.caffe_crop_fraction)
   interpolation = (INTERPOLATIONS[rng.integers(len(INTERPOLATIONS))]
                    if s.random_interpolation else 'bilinear')
   if s.crop == 'pad_and_crop' and pad_after_resize:

@@ -36,6 +36,7 @@ class TrainSettings:
   max_aspect: float
   crop_attempts: int
   pad_fraction: float
+  caffe_crop_fraction: float
   flip: bool
   distort_color: bool
   brightness: float
@@ -61,7 +62,8 @@ class TrainSettings:
         image_size=data_cfg.image_size, crop=crop, min_area=min_area,
         max_area=data_cfg.max_area, min_aspect=data_cfg.min_aspect,
         max_aspect=data_cfg.max_aspect, crop_attempts=data_cfg.crop_attempts,
-        pad_fraction=data_cfg.pad_fraction, flip=data_cfg.flip,
+        pad_fraction=data_cfg.pad_fraction,
+        caffe_crop_fraction=data_cfg.eval_crop_fraction, flip=data_cfg.flip,
         distort_color=data_cfg.distort_color,
         brightness=data_cfg.brightness, contrast=data_cfg.contrast,
         saturation=data_cfg.saturation, hue=data_cfg.hue,
