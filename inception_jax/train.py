@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from etils import epath
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -112,6 +113,72 @@ def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
         f'({e.filename or workdir}); use a writable directory.') from e
 
 
+class TrainLog:
+  """The step metrics between two logs: fetched, checked, averaged, written.
+
+  Metrics stay on the device until a log, a save or `MAX_PENDING_STEPS`
+  steps call for them; then every pending step is checked for a non-finite
+  loss or gradient. Images/s count training only: the clock restarts after
+  the first step (compilation) and after every log, save and evaluation.
+  """
+
+  def __init__(self, writer, progress: metrics_lib.Progress, *,
+               batch_size: int, steps_per_epoch: int, skip_nonfinite: bool,
+               start_step: int):
+    self.writer, self.progress = writer, progress
+    self.batch_size, self.steps_per_epoch = batch_size, steps_per_epoch
+    self.skip_nonfinite = skip_nonfinite
+    self.start_step = start_step
+    self.history: List[Tuple[int, Dict[str, Any]]] = []
+    self.restart_clock(start_step)
+
+  def restart_clock(self, step: int) -> None:
+    self.interval_start, self.interval_step = time.time(), step
+
+  def add(self, step: int, metrics: Dict[str, jax.Array]) -> None:
+    self.history.append((step, metrics))
+    if step == self.start_step + 1:
+      jax.block_until_ready(metrics)
+      self.progress.print(f'Compiled and ran the first step in '
+                          f'{time.time() - self.interval_start:.1f}s.')
+      self.restart_clock(step)
+
+  @property
+  def full(self) -> bool:
+    return len(self.history) >= MAX_PENDING_STEPS
+
+  def check(self) -> None:
+    """Fetches the pending metrics; raises NonFiniteError if one is bad."""
+    self.history = [(s, jax.device_get(m)) for s, m in self.history]
+    check_finite(self.history, self.skip_nonfinite)
+    self.history = self.history[-MAX_PENDING_STEPS // 2:]
+
+  def write(self, step: int, nonfinite_steps: int) -> None:
+    """Averages the (checked) pending metrics into one record and a line."""
+    elapsed = time.time() - self.interval_start
+    steps_done = max(1, step - self.interval_step)
+    scalars = summarise(self.history)
+    scalars['train/step_time'] = elapsed / steps_done
+    scalars['train/images_per_sec'] = (
+        steps_done * self.batch_size / max(elapsed, 1e-9))
+    scalars['train/epoch'] = step / self.steps_per_epoch
+    scalars['train/nonfinite_steps'] = nonfinite_steps
+    scalars['wall_time_sec'] = self.progress.total_elapsed()
+    self.writer.write_scalars(step, scalars)
+    self.progress.train_line(step, scalars, scalars['train/step_time'])
+    self.history = []
+
+
+def banner(model, info, *, params: int, total_steps: int, batch_size: int,
+           mesh, workdir: str) -> str:
+  return (f'Training GoogLeNet ({params:,} parameters, '
+          f'{model.module}/{model.normalization}/aux={model.aux}, '
+          f'{jnp.dtype(model.dtype).name}) on {info.name} ({info.num_train} '
+          f'images, {info.num_classes} classes) for {total_steps} steps of '
+          f'{batch_size} on {mesh.devices.size} device(s) '
+          f'({jax.process_count()} process(es)); workdir {workdir}')
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict, workdir: str, *,
     make_train_iter: Callable[..., Any] = pipeline.create_train_iterator,
@@ -144,7 +211,6 @@ def train_and_evaluate(
   mesh = mesh_lib.create_mesh()
   mesh_lib.check_divisible(config.batch_size, mesh, 'batch_size')
   mesh_lib.check_divisible(config.eval_batch_size, mesh, 'eval_batch_size')
-  batch_sharding = mesh_lib.batch_sharded(mesh)
 
   # --- Input and model.
   info = datasets.get_dataset_info(config.data)
@@ -178,27 +244,29 @@ def train_and_evaluate(
       init=lambda: steps.create_train_state(model, tx, **init_args),
       abstract=lambda: steps.abstract_train_state(model, tx, **init_args),
       train_iter=train_iter, worker_count=config.data.worker_count)
-  resumed = clock is not None
-  clock = clock or checkpointing.Clock()
+  resumed, clock = clock is not None, clock or checkpointing.Clock()
   start_step = int(jax.device_get(state.step))
   metadata = {
       'model': googlenet.model_kwargs(model),
       'image_size': config.data.image_size,
       'dataset': {'name': info.name, 'num_classes': info.num_classes,
                   'class_names': list(info.class_names)}}
-  config_dict = json.loads(config.to_json())
   writer = metrics_lib.create_writer(
       workdir, is_primary=is_primary,
       resume_step=start_step if resumed else None)
   progress = metrics_lib.Progress(
       total_steps=total_steps, steps_per_epoch=steps_per_epoch,
       enabled=is_primary, previous_seconds=clock.wall_time_sec)
+  log = TrainLog(writer, progress, batch_size=config.batch_size,
+                 steps_per_epoch=steps_per_epoch,
+                 skip_nonfinite=config.skip_nonfinite, start_step=start_step)
 
   def save(step: int) -> None:
     clock.wall_time_sec = progress.total_elapsed()
     clock.examples_seen = step * config.batch_size
     ckpt.save(step, state, iterator_state=train_iter.get_state(),
-              config=config_dict, metadata=metadata, clock=clock)
+              config=json.loads(config.to_json()), metadata=metadata,
+              clock=clock)
 
   def evaluate(step: int) -> Dict[str, float]:
     scalars = {}
@@ -210,66 +278,36 @@ def train_and_evaluate(
     progress.eval_line(step, scalars)
     return scalars
 
-  if resumed:
-    progress.print(f'Resuming from the checkpoint at step {start_step} in '
-                   f'{ckpt.directory}.')
-  else:
-    progress.print(
-        f'Training GoogLeNet ({googlenet.count_params(state.params):,} '
-        f'parameters, {model.module}/{model.normalization}/aux={model.aux}, '
-        f'{metadata["model"]["dtype"]}) on {info.name} ({info.num_train} '
-        f'images, {info.num_classes} classes) for {total_steps} steps of '
-        f'{config.batch_size} on {mesh.devices.size} device(s) '
-        f'({jax.process_count()} process(es)); workdir {workdir}')
+  progress.print(
+      f'Resuming from the checkpoint at step {start_step} in '
+      f'{ckpt.directory}.' if resumed else banner(
+          model, info, params=googlenet.count_params(state.params),
+          total_steps=total_steps, batch_size=config.batch_size, mesh=mesh,
+          workdir=workdir))
 
-  # --- Loop.
-  history: List[Tuple[int, Dict[str, Any]]] = []
+  # --- Loop: every periodic action is "if it is time: do it".
   eval_scalars: Dict[str, float] = {}
   preempted = False
-  interval_start, interval_step = time.time(), start_step
   with mesh_lib.PreemptionSignal() as preemption:
     for step in range(start_step + 1, total_steps + 1):
-      batch = mesh_lib.to_global(next(train_iter), batch_sharding)
+      batch = mesh_lib.to_global(next(train_iter),
+                                 mesh_lib.batch_sharded(mesh))
       state, step_metrics = train_step(state, batch)
-      history.append((step, step_metrics))
+      log.add(step, step_metrics)
       if on_step is not None:
         on_step(step, step_metrics)
-      if step == start_step + 1:
-        # The first step includes compilation; time the rest.
-        jax.block_until_ready(step_metrics)
-        progress.print(f'Compiled and ran the first step in '
-                       f'{time.time() - interval_start:.1f}s.')
-        interval_start, interval_step = time.time(), step
-
       log_now = itstime(step, config.log_every_steps, total_steps)
       save_now = itstime(step, config.checkpoint_every_steps, total_steps)
       eval_now = itstime(step, config.eval_every_steps, total_steps)
       preempted = preemption.reached(step)
-
-      if (log_now or save_now or preempted or
-          len(history) >= MAX_PENDING_STEPS):
-        history = [(s, jax.device_get(m)) for s, m in history]
+      if log_now or save_now or preempted or log.full:
         try:
-          check_finite(history, config.skip_nonfinite)
+          log.check()
         except NonFiniteError:
-          # The last finite state may still be on its way to disk.
-          ckpt.wait_until_finished()
+          ckpt.wait_until_finished()  # the last finite state, to disk
           raise
-        history = history[-MAX_PENDING_STEPS // 2:]
       if log_now:
-        elapsed = time.time() - interval_start
-        steps_done = max(1, step - interval_step)
-        scalars = summarise(history)
-        scalars['train/step_time'] = elapsed / steps_done
-        scalars['train/images_per_sec'] = (
-            steps_done * config.batch_size / max(elapsed, 1e-9))
-        scalars['train/epoch'] = step / steps_per_epoch
-        scalars['train/nonfinite_steps'] = int(jax.device_get(
-            state.nonfinite_steps))
-        scalars['wall_time_sec'] = progress.total_elapsed()
-        writer.write_scalars(step, scalars)
-        progress.train_line(step, scalars, scalars['train/step_time'])
-        history = []
+        log.write(step, int(jax.device_get(state.nonfinite_steps)))
       if save_now or preempted:
         save(step)
       if preempted:
@@ -280,8 +318,7 @@ def train_and_evaluate(
       if eval_now:
         eval_scalars = evaluate(step)
       if log_now or save_now or eval_now:
-        # Evaluation and saving do not count towards images/s.
-        interval_start, interval_step = time.time(), step
+        log.restart_clock(step)
 
   # --- End: a summary (a finished run rerun evaluates once more).
   step = int(jax.device_get(state.step))
