@@ -33,6 +33,7 @@ from inception_jax import metrics as metrics_lib
 from inception_jax import optim
 from inception_jax import paths
 from inception_jax import steps
+from inception_jax import workdir_lock
 from inception_jax.data import datasets
 from inception_jax.data import pipeline
 from inception_jax.models import googlenet
@@ -167,6 +168,8 @@ def train_and_evaluate(
           polyak_decay=config.optimizer.polyak_decay), mesh)
 
   # --- Checkpoint: resume from the newest complete one, or start afresh.
+  # One trainer per workdir (process 0 holds it for the run), before any write.
+  lock = workdir_lock.acquire_for_run(workdir, is_primary)
   if is_primary:
     _write_config(workdir, config)
   ckpt = checkpointing.Checkpoints(workdir, keep=config.keep_checkpoints)
@@ -234,6 +237,7 @@ def train_and_evaluate(
       history.append((step, step_metrics))
       if on_step is not None:
         on_step(step, step_metrics)
+      lock.heartbeat()
       if step == start_step + 1:
         # The first step includes compilation; time the rest.
         jax.block_until_ready(step_metrics)
@@ -301,4 +305,5 @@ def train_and_evaluate(
       (epath.Path(workdir) / 'summary.json').write_text(
           json.dumps(summary, indent=2))
     progress.done_line(step, eval_scalars, ckpt.directory, workdir)
+  lock.release()
   return summary
