@@ -133,3 +133,19 @@ def test_two_trainers_started_at_once_exactly_one_trains(tmp_path):
   # The winner released its lock at the end.
   assert not (workdir / workdir_lock.LOCK_NAME).exists()
   assert json.loads((workdir / 'summary.json').read_text())['step'] == 2
+
+
+def test_a_held_lock_refuses_a_two_process_start_in_both(tmp_path, live_pid):
+  # One lock for the run: process 0 asks, process 1 learns the answer by a
+  # broadcast and stops too, instead of hanging in the next collective.
+  from tests.test_multiprocess import ARGS, run_two_processes  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / 'run')
+  write_lock(workdir, pid=live_pid.pid)
+  results = run_two_processes(ARGS + [f'--workdir={workdir}'], timeout=300)
+  (rc0, _, err0), (rc1, _, err1) = results
+  assert (rc0, rc1) == (1, 1), (err0[-2000:], err1[-2000:])
+  assert err0.strip().splitlines()[-1].startswith(
+      f'error: another trainer is running in --workdir {workdir}: host ')
+  assert err1.strip().splitlines()[-1].startswith(
+      'error: process 0 could not lock --workdir')
+  assert sorted(os.listdir(workdir)) == [workdir_lock.LOCK_NAME]
