@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 
 from inception_jax import checkpointing
+from inception_jax import compile_cache
 from inception_jax import evaluator as evaluator_lib
 from inception_jax import mesh as mesh_lib
 from inception_jax import metrics as metrics_lib
@@ -138,6 +139,7 @@ def train_and_evaluate(
   # jax.distributed.initialize() must come before anything asks JAX for
   # devices or the backend (the model's dtype 'auto' does).
   mesh_lib.initialize_distributed(config.multihost)
+  compile_cache.configure(config.compilation_cache_dir, workdir)
   validate_config(config)
   is_primary = jax.process_index() == 0
 
