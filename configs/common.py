@@ -99,6 +99,11 @@ def base_config(args: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   # Call jax.distributed.initialize() (also done when the environment is a
   # multi-process cluster).
   c.multihost = False
+  # The persistent compilation cache, so a restart skips recompiling the
+  # steps: None means JAX_COMPILATION_CACHE_DIR if set, else
+  # <workdir>/jax_cache; a path (local or gs://, e.g. one shared bucket
+  # folder for a sweep) puts it there; '' turns it off (compile_cache.py).
+  c.compilation_cache_dir = config_dict.placeholder(str)
 
   # The model's constructor arguments (googlenet.MODEL_ARGS), as they are
   # passed to it and recorded in every checkpoint.

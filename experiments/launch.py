@@ -224,7 +224,9 @@ def sweep_script(members: Sequence[sweeps.Member], *, config: str, root: str,
                  sets: Optional[Mapping[str, str]] = None,
                  python: str = '.venv/bin/python', max_attempts: int = 20,
                  poll_s: int = 5, poll_count: int = 24,
-                 retry_sleep_s: int = 60) -> str:
+                 retry_sleep_s: int = 60, pid_dir: str = 'logs',
+                 libtpu_lockfile: str = '/tmp/libtpu_lockfile',
+                 kill_wait_s: int = 30) -> str:
   """The bash script each worker runs: every member, retried until finished.
 
   On a pod slice every worker runs this same script, and a member's
@@ -233,21 +235,58 @@ def sweep_script(members: Sequence[sweeps.Member], *, config: str, root: str,
   whose training exited 0 waits for the marker (up to poll_count x poll_s
   seconds) before deciding that the member stopped early and needs another
   attempt.
+
+  Before each attempt the loop clears what a crashed attempt leaves behind
+  (jax#10192): the previous trainer of that member if it still runs (its pid
+  is kept in `pid_dir`, checked to be an inception_jax trainer so a reused
+  pid is never hit: SIGTERM, then SIGKILL after kill_wait_s), and
+  `libtpu_lockfile` unless a live process holds it (fuser), which otherwise
+  makes the next start fail with "TPU in use".
   """
   marker = run_lib.FINISHED_MARKER
   lines = [
       'set -u',
       'failed=0',
       f'finished() {{ gcloud storage ls "$1/{marker}" > /dev/null 2>&1; }}',
+      f'mkdir -p {shlex.quote(pid_dir)}',
+      'trainer_alive() { [ -n "$1" ] && kill -0 "$1" 2> /dev/null && '
+      'grep -q inception_jax "/proc/$1/cmdline" 2> /dev/null; }',
+      'clear_leftovers() {',
+      '  local pidfile=$1 pid',
+      '  pid=$(cat "$pidfile" 2> /dev/null || true)',
+      '  if trainer_alive "$pid"; then',
+      '    echo "ending leftover trainer $pid"',
+      '    pkill -TERM -P "$pid" 2> /dev/null; kill -TERM "$pid" 2> /dev/null',
+      f'    for i in $(seq 1 {kill_wait_s}); do trainer_alive "$pid" || break; '
+      'sleep 1; done',
+      '    pkill -KILL -P "$pid" 2> /dev/null; kill -KILL "$pid" 2> /dev/null',
+      '  fi',
+      '  rm -f "$pidfile"',
+      f'  if [ -e {shlex.quote(libtpu_lockfile)} ]; then',
+      f'    if command -v fuser > /dev/null && fuser {shlex.quote(libtpu_lockfile)} '
+      '> /dev/null 2>&1; then',
+      f'      echo "{libtpu_lockfile} is held by a live process; left"',
+      '    else',
+      f'      rm -f {shlex.quote(libtpu_lockfile)} && '
+      f'echo "removed stale {libtpu_lockfile}"',
+      '    fi',
+      '  fi',
+      '}',
       'run_member() {',
-      '  local workdir=$1 attempt i',
+      '  local workdir=$1 attempt i pid rc',
+      f'  local pidfile={shlex.quote(pid_dir)}/trainer-$(echo "$workdir" | '
+      'tr -c "a-zA-Z0-9_.\\n-" _).pid',
       '  shift',
       f'  for attempt in $(seq 1 {max_attempts}); do',
       '    if finished "$workdir"; then',
       '      echo "finished: $workdir"; return 0',
       '    fi',
+      '    clear_leftovers "$pidfile"',
       '    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) attempt $attempt: $workdir"',
-      '    if "$@"; then',
+      '    "$@" & pid=$!',
+      '    echo "$pid" > "$pidfile"',
+      '    wait "$pid"; rc=$?',
+      '    if [ "$rc" -eq 0 ]; then',
       f'      for i in $(seq 1 {poll_count}); do',
       f'        finished "$workdir" && break; sleep {poll_s}',
       '      done',

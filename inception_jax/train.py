@@ -28,12 +28,14 @@ import ml_collections
 import numpy as np
 
 from inception_jax import checkpointing
+from inception_jax import compile_cache
 from inception_jax import evaluator as evaluator_lib
 from inception_jax import mesh as mesh_lib
 from inception_jax import metrics as metrics_lib
 from inception_jax import optim
 from inception_jax import paths
 from inception_jax import steps
+from inception_jax import workdir_lock
 from inception_jax.data import datasets
 from inception_jax.data import pipeline
 from inception_jax.models import googlenet
@@ -204,6 +206,7 @@ def train_and_evaluate(
   # jax.distributed.initialize() must come before anything asks JAX for
   # devices or the backend (the model's dtype 'auto' does).
   mesh_lib.initialize_distributed(config.multihost)
+  compile_cache.configure(config.compilation_cache_dir, workdir)
   validate_config(config)
   is_primary = jax.process_index() == 0
 
@@ -233,6 +236,8 @@ def train_and_evaluate(
           polyak_decay=config.optimizer.polyak_decay), mesh)
 
   # --- Checkpoint: resume from the newest complete one, or start afresh.
+  # One trainer per workdir (process 0 holds it for the run), before any write.
+  lock = workdir_lock.acquire_for_run(workdir, is_primary)
   if is_primary:
     _write_config(workdir, config)
   ckpt = checkpointing.Checkpoints(workdir, keep=config.keep_checkpoints)
@@ -296,6 +301,7 @@ def train_and_evaluate(
       log.add(step, step_metrics)
       if on_step is not None:
         on_step(step, step_metrics)
+      lock.heartbeat()
       log_now = itstime(step, config.log_every_steps, total_steps)
       save_now = itstime(step, config.checkpoint_every_steps, total_steps)
       eval_now = itstime(step, config.eval_every_steps, total_steps)
@@ -338,4 +344,5 @@ def train_and_evaluate(
       (epath.Path(workdir) / 'summary.json').write_text(
           json.dumps(summary, indent=2))
     progress.done_line(step, eval_scalars, ckpt.directory, workdir)
+  lock.release()
   return summary

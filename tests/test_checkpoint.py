@@ -31,10 +31,15 @@ def test_sigkill_then_resume_is_bit_identical(tiny_run, tmp_path):
                        f'--workdir={workdir}'])
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
   assert saved_steps(workdir) == [3]
+  # The killed trainer's workdir lock is left behind; the rerun takes it over
+  # (its pid is dead) and releases it at the end.
+  lock_file = workdir / 'lock.json'
+  assert json.loads(lock_file.read_text())['pid'] != os.getpid()
 
   resumed = run_main([f'--config={TINY_CONFIG}', f'--workdir={workdir}'])
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert 'Resuming from the checkpoint at step 3' in resumed.stdout
+  assert not lock_file.exists()
   assert_trees_equal(restore_state(tiny_run, 6), restore_state(workdir, 6))
 
   # The metrics file holds each step once, and the same numbers where a
