@@ -104,6 +104,18 @@ def base_config(args: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   # <workdir>/jax_cache; a path (local or gs://, e.g. one shared bucket
   # folder for a sweep) puts it there; '' turns it off (compile_cache.py).
   c.compilation_cache_dir = config_dict.placeholder(str)
+  # Fine-tuning (see inception_jax/finetune.py). A checkpoint this project
+  # reads (a training workdir or step, an export, a converted torchvision
+  # checkpoint) whose parameters initialise a fresh run wherever name and
+  # shape match; the classifier heads are re-initialised when the class
+  # count differs. Read only at a fresh start, never on resume. '': none.
+  c.init_from = ''
+  # A regex searched (re.search) in every parameter's path, as
+  # 'conv1/conv/kernel' or 'inception_3a/b1x1/conv/kernel'; e.g.
+  # '^(conv|inception_3|inception_4)' keeps all but the last stage and the
+  # heads fixed: the optimiser never updates (nor decays) what it matches.
+  # BatchNorm statistics still follow the data. '': train everything.
+  c.freeze = ''
 
   # The model's constructor arguments (googlenet.MODEL_ARGS), as they are
   # passed to it and recorded in every checkpoint.

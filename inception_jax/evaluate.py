@@ -1,7 +1,20 @@
-r"""Evaluate a workdir's newest checkpoint with 1, 10 or 144 crops per image.
+r"""Evaluate any checkpoint with 1, 10 or 144 crops per image.
 
   python -m inception_jax.evaluate --workdir=runs/fashion_mnist --crops=10 \
       [--split=test] [--batch_size=256] [--raw]
+
+  python -m inception_jax.evaluate --checkpoint=runs/tv_googlenet \
+      --config=configs/imagenet.py:variant=torchvision
+
+`--workdir` evaluates a training run on its own data. `--checkpoint` takes
+any checkpoint `restore.load` reads, a parameters-only one included (an
+export, converted torchvision weights), against the data of `--config`
+(default: the config the checkpoint kept, if any). The preprocessing is the
+checkpoint's, not the data config's: its input size, and the normalisation
+and center crop it was trained with (a training run's config; torchvision's
+resize-256-crop-224 with ImageNet mean/std for converted weights), so
+torchvision's weights score what torchvision reports (69.8% top-1 on the
+ImageNet validation set).
 
 The Polyak-averaged weights are evaluated (``--raw`` adds the raw weights as
 ``eval_raw/*``); with several crops the softmax is averaged over the crops of
@@ -10,11 +23,13 @@ evaluator (`evaluator.Evaluator`, sharded over every device), whose last
 batch is padded and masked, so
 ``eval/num_examples`` is the size of the split whatever the batch size and
 device count. The metrics are printed and written to
-``DIR/eval_<split>_<crops>crop.json``.
+``DIR/eval_<split>_<crops>crop.json`` (DIR: the workdir, or the checkpoint's
+directory).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -64,27 +79,74 @@ def default_batch_size(config, crops: int, num_devices: int) -> int:
   return max(num_devices, -(-images // num_devices) * num_devices)
 
 
+# Converted torchvision weights: its evaluation transform (Resize(256),
+# CenterCrop(224), ImageNet mean/std); transform_input is inside the model.
+TORCHVISION_PREPROCESSING = {'normalization': 'imagenet',
+                             'eval_crop_fraction': 0.875}
+PREPROCESSING_KEYS = ('normalization', 'eval_crop_fraction')
+
+
+def recorded_preprocessing(restored: restore.Restored) -> Dict[str, Any]:
+  """The data keys a checkpoint's weights expect at evaluation.
+
+  Its input size always; the normalisation and crop fraction from the
+  training config it kept (a training run, an export), or torchvision's for
+  converted torchvision weights (or what ``extra.preprocessing`` records).
+  """
+  out: Dict[str, Any] = {'image_size': restored.image_size}
+  extra = restored.meta.get('extra') or {}
+  saved = restore.config_of(restored)
+  if extra.get('preprocessing'):
+    out.update({k: extra['preprocessing'][k] for k in PREPROCESSING_KEYS
+                if k in extra['preprocessing']})
+  elif saved is not None and 'data' in saved:
+    out.update({k: saved.data[k] for k in PREPROCESSING_KEYS
+                if k in saved.data})
+  elif str(extra.get('source', '')).startswith('torchvision'):
+    out.update(TORCHVISION_PREPROCESSING)
+  return out
+
+
 def evaluate_checkpoint(workdir: str, *, crops: int = 1,
                         split: Optional[str] = None,
                         batch_size: Optional[int] = None,
                         raw: bool = False,
-                        write: bool = True) -> Evaluation:
-  """Restores the newest checkpoint of `workdir` and evaluates it.
+                        write: bool = True,
+                        config=None) -> Evaluation:
+  """Restores the newest checkpoint under `workdir` and evaluates it.
+
+  Args:
+    workdir: a training workdir, or any checkpoint `restore.load` reads.
+    config: a training config whose ``data`` says what to evaluate on; None:
+      the config the checkpoint kept. Its preprocessing keys are replaced by
+      the checkpoint's (`recorded_preprocessing`).
 
   Raises:
-    ValueError: no checkpoint, no training config to rebuild the input from,
-      a bad crop count, split or batch size.
+    ValueError: no checkpoint, no config to rebuild the input from, a class
+      count that is not the data's, a bad crop count, split or batch size.
   """
   if crops not in _CROP_COST:
     raise ValueError(f'--crops must be 1, 10 or 144, got {crops}.')
   workdir = paths.resolve(workdir)
   restored = restore.load(workdir, polyak=True)
-  config = restore.config_of(restored)
   if config is None:
+    config = restore.config_of(restored)
+    if config is None:
+      raise ValueError(
+          f'{restored.path} records no training config, so the evaluation '
+          'input cannot be rebuilt; pass --config=CONFIG (e.g. '
+          'configs/imagenet.py:variant=torchvision) to say which data.')
+  else:
+    config = copy.deepcopy(config)
+    paths.resolve_config_paths(config)
+  with config.unlocked():
+    config.data.update(recorded_preprocessing(restored))
+  info = datasets.get_dataset_info(config.data)
+  if info.num_classes != restored.model.num_classes:
     raise ValueError(
-        f'{restored.path} records no training config, so the evaluation '
-        'input cannot be rebuilt; evaluate a training workdir or a checkpoint '
-        'exported from one.')
+        f'{restored.path} has {restored.model.num_classes} outputs but '
+        f'{info.name} has {info.num_classes} classes; evaluate it on the data '
+        'it was trained for.')
   mesh = mesh_lib.create_mesh()
   num_devices = mesh.devices.size
   batch_size = batch_size or default_batch_size(config, crops, num_devices)
@@ -140,8 +202,12 @@ def main(argv: Sequence[str]) -> None:
   f = flags.FLAGS
   # Multi-host: the same as training (the cluster environment decides).
   mesh_lib.initialize_distributed()
-  result = evaluate_checkpoint(f.workdir, crops=f.crops, split=f.split,
-                               batch_size=f.batch_size, raw=f.raw)
+  if bool(f.workdir) == bool(f.checkpoint):
+    raise ValueError('Pass exactly one of --workdir (a training run) and '
+                     '--checkpoint (any checkpoint, with --config for data).')
+  result = evaluate_checkpoint(f.workdir or f.checkpoint, crops=f.crops,
+                               split=f.split, batch_size=f.batch_size,
+                               raw=f.raw, config=f.config)
   print(format_metrics(result.metrics))
   if result.path:
     print(f'Wrote {result.path}.')
@@ -150,7 +216,15 @@ def main(argv: Sequence[str]) -> None:
 def define_flags() -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
   from inception_jax import cli  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   cli.DEFINE_path('workdir', None, 'The training workdir to evaluate.')
+  cli.DEFINE_path('checkpoint', None,
+                  'Any checkpoint: a workdir, a step, an export or converted '
+                  'torchvision weights (model.json).')
+  config_flags.DEFINE_config_file(
+      'config', None, 'The data to evaluate on (with :args); default: the '
+      "checkpoint's own config. Its preprocessing is the checkpoint's.",
+      lock_config=False)
   flags.DEFINE_integer('crops', 1, 'Crops per image: 1, 10 or 144; the '
                        'softmax is averaged over them.')
   flags.DEFINE_string('split', None,
@@ -162,7 +236,6 @@ def define_flags() -> None:
                        'by the crops.')
   flags.DEFINE_bool('raw', False,
                     'Also evaluate the raw weights (eval_raw/*).')
-  flags.mark_flag_as_required('workdir')
 
 
 if __name__ == '__main__':

@@ -10,6 +10,7 @@ the same config run on one CPU or a pod.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import jax
@@ -88,13 +89,45 @@ def bias_mask(params: Any) -> Any:
       lambda path, _: getattr(path[-1], 'key', None) == 'bias', params)
 
 
+def param_path(path) -> str:
+  """A parameter's key path as 'a/b/c' (what `freeze` is matched against)."""
+  return '/'.join(str(getattr(k, 'key', k)) for k in path)
+
+
+def freeze_labels(params: Any, freeze: str) -> Any:
+  """'frozen' where the regex `freeze` is found in the 'a/b/c' path.
+
+  Raises:
+    ValueError: the regex is invalid or matches no parameter.
+  """
+  try:
+    pattern = re.compile(freeze)
+  except re.error as e:
+    raise ValueError(f'freeze={freeze!r} is not a valid regex: {e}.') from None
+  labels = jax.tree_util.tree_map_with_path(
+      lambda path, _: ('frozen' if pattern.search(param_path(path))
+                       else 'trainable'), params)
+  if 'frozen' not in jax.tree.leaves(labels):
+    first = param_path(jax.tree_util.tree_leaves_with_path(params)[0][0])
+    raise ValueError(
+        f'freeze={freeze!r} matches no parameter; paths look like {first!r} '
+        '(the regex is searched anywhere in them).')
+  return labels
+
+
 def create_optimizer(opt: ml_collections.ConfigDict,
-                     schedule: optax.Schedule) -> optax.GradientTransformation:
+                     schedule: optax.Schedule,
+                     freeze: str = '') -> optax.GradientTransformation:
   """SGD with momentum and Caffe-style L2 weight decay.
 
   The decay is added to the gradient before momentum (Caffe's and
   torch.optim.SGD's L2 regularisation, not decoupled AdamW-style decay), so
   `weight_decay` means what it means in the Caffe solver.
+
+  `freeze`, a regex (see `freeze_labels`), routes the parameters it matches
+  to `optax.set_to_zero()`: their update is exactly zero, so they stay
+  bit-identical, and they get neither momentum nor weight decay. '' keeps
+  the plain chain (and its state's layout, so older checkpoints resume).
   """
   parts = []
   if opt.weight_decay:
@@ -106,7 +139,12 @@ def create_optimizer(opt: ml_collections.ConfigDict,
     parts.append(optax.masked(optax.scale(opt.bias_lr_mult), bias_mask))
   parts.append(optax.sgd(schedule, momentum=opt.momentum or None,
                          nesterov=opt.nesterov))
-  return optax.chain(*parts)
+  tx = optax.chain(*parts)
+  if not freeze:
+    return tx
+  return optax.multi_transform(
+      {'trainable': tx, 'frozen': optax.set_to_zero()},
+      lambda params: freeze_labels(params, freeze))
 
 
 def polyak_decay_at(step: jax.Array, decay: float) -> jax.Array:
@@ -122,6 +160,11 @@ def polyak_decay_at(step: jax.Array, decay: float) -> jax.Array:
 
 
 def polyak_update(average: Any, new: Any, decay: jax.Array) -> Any:
+  """``decay * a + (1 - decay) * n``, written as TensorFlow's EMA does.
+
+  ``a - (1 - decay) * (a - n)`` leaves an average that equals its weights
+  bit-identical (frozen parameters stay exactly the loaded ones).
+  """
   return jax.tree_util.tree_map(
-      lambda a, n: decay * a + (1.0 - decay) * n, average, new)
+      lambda a, n: a - (1.0 - decay) * (a - n), average, new)
 

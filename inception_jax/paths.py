@@ -32,7 +32,9 @@ def resolve(path: Optional[os.PathLike | str]) -> Optional[str]:
 
 
 def resolve_config_paths(config) -> None:
-  """Resolves the path keys of a training config's ``data`` in place."""
+  """Resolves a training config's paths (``init_from``, ``data``) in place."""
+  if 'init_from' in config and config.init_from:
+    config.init_from = resolve(config.init_from)
   for key in DATA_PATH_KEYS:
     if key in config.data and config.data[key]:
       config.data[key] = resolve(config.data[key])

@@ -30,6 +30,7 @@ import numpy as np
 from inception_jax import checkpointing
 from inception_jax import compile_cache
 from inception_jax import evaluator as evaluator_lib
+from inception_jax import finetune
 from inception_jax import mesh as mesh_lib
 from inception_jax import metrics as metrics_lib
 from inception_jax import optim
@@ -227,7 +228,8 @@ def train_and_evaluate(
   schedule = optim.create_learning_rate_schedule(
       config.optimizer, batch_size=config.batch_size,
       steps_per_epoch=steps_per_epoch, total_steps=total_steps)
-  tx = optim.create_optimizer(config.optimizer, schedule)
+  tx = optim.create_optimizer(config.optimizer, schedule,
+                              config.get('freeze', ''))
   train_step = steps.make_train_step(
       model, tx, schedule, steps.StepSettings(
           num_classes=info.num_classes,
@@ -245,8 +247,16 @@ def train_and_evaluate(
                                seed=config.seed)
   init_args = dict(seed=config.seed, image_size=config.data.image_size,
                    mesh=mesh)
+
+  def init():
+    # A fresh start only: a resumed fine-tuning run never rereads init_from.
+    state = steps.create_train_state(model, tx, **init_args)
+    if config.get('init_from'):
+      state = finetune.init_from(state, config.init_from)
+    return state
+
   state, clock = ckpt.restore_or_init(
-      init=lambda: steps.create_train_state(model, tx, **init_args),
+      init=init,
       abstract=lambda: steps.abstract_train_state(model, tx, **init_args),
       train_iter=train_iter, worker_count=config.data.worker_count)
   resumed, clock = clock is not None, clock or checkpointing.Clock()
