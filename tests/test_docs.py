@@ -17,7 +17,9 @@ import os
 import re
 import shlex
 
-from tests.helpers import REPO, run_python
+import numpy as np
+
+from tests.helpers import REPO, last_error_line, run_python
 
 DOCUMENTS = ('README.md', 'WORKSPACE.md')
 _STARTS = re.compile(r'^(\.venv/bin/python|python3?|make)\b')
@@ -37,6 +39,18 @@ HOW = [
      'Done: 2 steps'),
     (r'-m inception_jax\.convert --torchvision=googlenet-1378be20\.pth '
      r'--out=runs/tv_googlenet$', [], 'wrote'),
+    # Needs the ImageNet archives: a clear error naming them.
+    (r'-m inception_jax\.evaluate --checkpoint=runs/tv_googlenet '
+     r'--config=configs/imagenet\.py:variant=torchvision '
+     r'--config\.data\.manual_dir=MANUAL$', 'error',
+     'ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar are missing'),
+    # FOLDER is a tiny image folder made in the scratch directory.
+    (r'-m inception_jax\.main --config=configs/imagenet\.py:variant=torchvision '
+     r'--config\.data\.name=image_folder --config\.data\.root=FOLDER ',
+     ['--config.data.image_size=32', '--config.batch_size=8',
+      '--config.eval_batch_size=8', '--config.total_steps=1',
+      '--config.log_every_steps=1'], 'Done: 1 steps'),
+    (r'-m inception_jax\.evaluate --workdir=runs/mine$', [], 'top-1'),
     (r'-m inception_jax\.data\.benchmark --dataset=jpeg ',
      ['--num_batches=2', '--num_images=16', '--batch_size=8'],
      'images_per_cpu_s'),
@@ -97,9 +111,21 @@ def _write_torchvision_weights(path):
   torch.save(model.state_dict(), path)
 
 
+def _write_image_folder(root):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  for split, count in (('train', 8), ('val', 4)):
+    for label in ('cat', 'dog'):
+      (root / split / label).mkdir(parents=True)
+      for i in range(count):
+        pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / split / label / f'{i}.png')
+
+
 def test_documented_commands_run_as_printed(tmp_path):
   os.symlink(os.path.join(REPO, 'configs'), tmp_path / 'configs')
   _write_torchvision_weights(tmp_path / 'googlenet-1378be20.pth')
+  _write_image_folder(tmp_path / 'FOLDER')
   done = set()
   ordered = sorted(
       {c for _, c in documented_commands()},
@@ -111,6 +137,10 @@ def test_documented_commands_run_as_printed(tmp_path):
     done.add(command)
     argv = shlex.split(command)
     assert argv[0] in ('python', 'python3', '.venv/bin/python'), command
+    if extra == 'error':
+      result = run_python(argv[1:], cwd=tmp_path, timeout=900)
+      assert expect in last_error_line(result), command
+      continue
     result = run_python(argv[1:] + extra, cwd=tmp_path, timeout=900)
     assert result.returncode == 0, (command, result.stderr[-3000:])
     assert expect in result.stdout + result.stderr, (command,
