@@ -309,3 +309,23 @@ def test_lrn_acts_at_the_paper_configs_input_scale():
     return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
   assert change(config.data.normalization) > 0.05
   assert change('imagenet') < 1e-3
+
+
+def test_each_variant_starts_from_its_own_initialisation():
+  """Caffe's xavier and 0.2 biases for the paper's network (the auxiliary
+  FC-1024 included); torchvision's normal(0.01) weights for its own."""
+  paper = create_model(num_classes=10, width=0.25)
+  tv = create_model(num_classes=10, width=0.25, variant='torchvision')
+  x = jnp.zeros((1, 64, 64, 3))
+  p = paper.init(jax.random.PRNGKey(0), x)['params']
+  t = tv.init(jax.random.PRNGKey(0), x)['params']
+  assert np.all(p['aux1']['fc1']['bias'] == 0.2)
+  assert np.all(p['conv1']['conv']['bias'] == 0.2)
+  assert np.all(p['classifier']['bias'] == 0.0)
+  k = np.asarray(p['inception_4a']['b3x3']['conv']['kernel'])
+  limit = np.sqrt(3.0 / np.prod(k.shape[:3]))  # xavier, uniform, fan_in
+  assert np.abs(k).max() <= limit and np.abs(k).max() > 0.9 * limit
+  tk = np.asarray(t['inception_4a']['b3x3']['conv']['kernel'])
+  assert abs(tk.std() - 0.01) < 0.001
+  assert abs(np.asarray(t['classifier']['kernel']).std() - 0.01) < 0.002
+  assert np.all(t['aux1']['fc1']['bias'] == 0.0)

@@ -75,6 +75,19 @@ AUX_AFTER = {'inception_4a': 'aux1', 'inception_4d': 'aux2'}
 # auxiliary heads' FC-1024, 0 for the classifiers'.
 caffe_xavier = nn.initializers.variance_scaling(1.0, 'fan_in', 'uniform')
 CONV_BIAS_INIT = nn.initializers.constant(0.2)
+# torchvision's GoogLeNet.init_weights: every convolution and linear weight
+# from trunc_normal_(std=0.01, a=-2, b=2), whose bounds are absolute (200
+# standard deviations), i.e. a plain normal; BatchNorm 1 and 0; its
+# convolutions have no bias, and its linear biases are zeroed here.
+TORCHVISION_KERNEL_INIT = nn.initializers.normal(0.01)
+
+
+def kernel_init(init: str):
+  return TORCHVISION_KERNEL_INIT if init == 'torchvision' else caffe_xavier
+
+
+def hidden_bias_init(init: str):
+  return (nn.initializers.zeros if init == 'torchvision' else CONV_BIAS_INIT)
 
 # torchvision `transform_input`: ImageNet mean/std normalised input back to the
 # [-1, 1] range its TF-derived weights were trained on.
@@ -97,13 +110,14 @@ class ConvBlock(nn.Module):
   bn_epsilon: float = 1e-3
   dtype: Any = jnp.float32
   conv_grad: str = 'im2col'
+  init: str = 'caffe'  # or 'torchvision' (see kernel_init)
 
   @nn.compact
   def __call__(self, x, train: bool):
     x = nn.Conv(self.features, (self.kernel, self.kernel),
                 strides=(self.stride, self.stride), padding=self.padding,
-                use_bias=not self.batchnorm, kernel_init=caffe_xavier,
-                bias_init=CONV_BIAS_INIT, dtype=self.dtype,
+                use_bias=not self.batchnorm, kernel_init=kernel_init(self.init),
+                bias_init=hidden_bias_init(self.init), dtype=self.dtype,
                 conv_general_dilated=functools.partial(
                     layers.conv_general_dilated, grad=self.conv_grad),
                 name='conv')(x)
@@ -128,12 +142,14 @@ class Inception(nn.Module):
   dtype: Any = jnp.float32
   max_pool_grad: str = 'stencil'
   conv_grad: str = 'im2col'
+  init: str = 'caffe'
 
   @nn.compact
   def __call__(self, x, train: bool):
     s, w = self.spec, self.width
     conv = functools.partial(ConvBlock, batchnorm=self.batchnorm,
-                             dtype=self.dtype, conv_grad=self.conv_grad)
+                             dtype=self.dtype, conv_grad=self.conv_grad,
+                             init=self.init)
     b1 = conv(scaled(s.c1x1, w), 1, name='b1x1')(x, train)
     pooled = layers.max_pool_same(x, 3, grad=self.max_pool_grad)
     if self.naive:
@@ -167,6 +183,7 @@ class AuxHead(nn.Module):
   batchnorm: bool = False
   dtype: Any = jnp.float32
   conv_grad: str = 'im2col'
+  init: str = 'caffe'
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -176,14 +193,15 @@ class AuxHead(nn.Module):
       window = tuple(min(5, d) for d in x.shape[1:3])
       x = nn.avg_pool(x, window, strides=(3, 3), padding='VALID')
     x = ConvBlock(scaled(128, self.width), 1, batchnorm=self.batchnorm,
-                  dtype=self.dtype, conv_grad=self.conv_grad,
+                  dtype=self.dtype, conv_grad=self.conv_grad, init=self.init,
                   name='conv')(x, train)
     x = x.reshape((x.shape[0], -1))
-    x = nn.Dense(scaled(1024, self.width), kernel_init=caffe_xavier,
-                 bias_init=CONV_BIAS_INIT, dtype=self.dtype, name='fc1')(x)
+    x = nn.Dense(scaled(1024, self.width), kernel_init=kernel_init(self.init),
+                 bias_init=hidden_bias_init(self.init), dtype=self.dtype,
+                 name='fc1')(x)
     x = nn.relu(x)
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return nn.Dense(self.num_classes, kernel_init=caffe_xavier,
+    return nn.Dense(self.num_classes, kernel_init=kernel_init(self.init),
                     dtype=self.dtype, name='fc2')(x)
 
 
@@ -264,8 +282,9 @@ class GoogLeNet(nn.Module):
     bn = self.normalization == 'batchnorm'
     lrn = self.normalization == 'lrn'
     w = self.width
+    init = 'torchvision' if tv else 'caffe'
     conv = functools.partial(ConvBlock, batchnorm=bn, dtype=self.dtype,
-                             conv_grad=self.conv_grad)
+                             conv_grad=self.conv_grad, init=init)
     pool = functools.partial(layers.max_pool_ceil, grad=self.max_pool_grad)
     transform = self.transform_input if self.transform_input is not None else tv
 
@@ -300,12 +319,13 @@ class GoogLeNet(nn.Module):
       x = Inception(spec, naive=self.module == 'naive', width=w,
                     kernel5=3 if tv else 5, batchnorm=bn, dtype=self.dtype,
                     max_pool_grad=self.max_pool_grad,
-                    conv_grad=self.conv_grad, name=spec.name)(x, train)
+                    conv_grad=self.conv_grad, init=init,
+                    name=spec.name)(x, train)
       if self.aux and spec.name in AUX_AFTER:
         head = AuxHead(self.num_classes, adaptive_pool=tv, width=w,
                        dropout=self.aux_dropout, batchnorm=bn,
                        dtype=self.dtype, conv_grad=self.conv_grad,
-                       name=AUX_AFTER[spec.name])
+                       init=init, name=AUX_AFTER[spec.name])
         # Built in both modes so `init` creates its parameters; the output
         # is only returned in training mode, as the paper discards the heads
         # at inference.
@@ -317,7 +337,7 @@ class GoogLeNet(nn.Module):
     x = jnp.mean(x, axis=(1, 2))
     self.sow('intermediates', 'avgpool', x)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    logits = nn.Dense(self.num_classes, kernel_init=caffe_xavier,
+    logits = nn.Dense(self.num_classes, kernel_init=kernel_init(init),
                       dtype=self.dtype, name='classifier')(x)
     return logits.astype(jnp.float32), tuple(aux_logits)
 
