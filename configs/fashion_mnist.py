@@ -90,6 +90,12 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.optimizer.warmup_epochs = 0.5
   c.optimizer.polyak_decay = 0.998
   c.optimizer.label_smoothing = 0.0
+  if args.norm == 'lrn':
+    # The paper's LRN model without BatchNorm on Caffe's 0-255 input: at
+    # lr 0.035-0.1 it collapsed to chance within 250 steps on this data,
+    # at 0.02 it trained (76.4% after one epoch);
+    # experiments/results/lrn_input_scale.md.
+    c.optimizer.lr = 0.02
 
   if args.long:
     c.data.image_size = 48
