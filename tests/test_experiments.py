@@ -603,3 +603,9 @@ def test_differences_are_paired_by_seed_or_welch():
   assert report.verdict(welch).startswith('within the seeds')
   one = report.difference({0: 0.9}, {1: 0.8})
   assert one['ci95'] is None and one['mean'] == pytest.approx(-0.1)
+
+
+def test_lrn_effect_refuses_a_model_without_lrn(tiny_run):
+  from experiments import lrn_effect  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match='measures models with LRN'):
+    lrn_effect.lrn_effect(tiny_run)
