@@ -36,4 +36,4 @@ train: setup data
 	$(PY) -m inception_jax.main --config=$(CONFIG) --workdir=$(WORKDIR)
 
 test: setup-test data
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
