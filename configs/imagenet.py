@@ -19,7 +19,11 @@ SGD (many CPU replicas, batch not stated) with synchronous data-parallel SGD
 over a global batch of 256: that is how accelerators train, and it keeps a
 run deterministic and exactly resumable. The rate is Caffe's 0.01 at batch
 32, scaled linearly to 0.08 at 256 (Goyal et al. 2017), an assumption: no
-published run checks the scaling for this network without BatchNorm.
+published run checks the scaling for this network without BatchNorm, and on
+Fashion-MNIST the same network at Caffe's input scale collapsed at that rate
+per example (0.04 at batch 128) and trained at half of it
+(experiments/results/lrn_input_scale.md): watch the first epochs, and lower
+optimizer.lr if the loss settles at chance (3.68 with the aux heads).
 
 `:recipe=paper` (default), Szegedy et al. 2014, Section 6:
 * The paper's: SGD with momentum 0.9, the rate x0.96 every 8 epochs, Polyak
