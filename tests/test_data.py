@@ -103,8 +103,9 @@ def folder_cfg(tmp_path_factory):
 @needs_fmnist
 def test_fashion_mnist_splits_and_a_known_label(fmnist_cfg):
   info = datasets.get_dataset_info(fmnist_cfg)
-  assert (info.num_train, info.num_eval) == (60000, 10000)
-  assert (info.train_split, info.eval_split) == ('train', 'test')
+  assert info.num_train == 60000
+  assert datasets.resolve_splits(fmnist_cfg) == ('train', 'test')
+  assert len(datasets.data_source(fmnist_cfg, 'test')) == 10000
   assert info.num_classes == 10
   assert info.class_names[0] == 'T-shirt/top'
   assert info.class_names[9] == 'Ankle boot'
@@ -237,8 +238,9 @@ def test_eval_multi_crop_shapes(fmnist_cfg):
 def test_image_folder_train_and_eval(folder_cfg):
   info = datasets.get_dataset_info(folder_cfg)
   assert info.class_names == ['cat', 'dog', 'owl']
-  assert (info.train_split, info.eval_split) == ('train', 'val')
-  assert (info.num_train, info.num_eval) == (13, 7)
+  assert datasets.resolve_splits(folder_cfg) == ('train', 'val')
+  assert info.num_train == 13
+  assert len(datasets.data_source(folder_cfg, 'val')) == 7
   it = pipeline.create_train_iterator(folder_cfg, global_batch_size=4, seed=0,
                                       process_index=0, process_count=1)
   next(it)
@@ -284,7 +286,8 @@ def test_image_folder_skips_and_counts_corrupt_files(tmp_path, caplog):
                 data_dir=str(tmp_path / 'tfds'))
   with caplog.at_level(logging.INFO):
     info = datasets.get_dataset_info(cfg)
-  assert info.num_train == 4 and info.num_eval == 2
+  assert info.num_train == 4
+  assert len(datasets.data_source(cfg, datasets.resolve_splits(cfg)[1])) == 2
   assert 'random_bytes.jpg' in caplog.text and 'notes.txt' in caplog.text
   assert 'truncated.jpg' in caplog.text
   assert '3 of 9 files skipped' in caplog.text
@@ -351,8 +354,9 @@ def test_imagenet2012_from_tiny_archives(tmp_path):
                 manual_dir=str(manual))
   info = datasets.get_dataset_info(cfg)
   assert info.num_classes == 1000 and len(info.class_names) == 1000
-  assert (info.train_split, info.eval_split) == ('train', 'validation')
-  assert (info.num_train, info.num_eval) == (4, 3)
+  assert datasets.resolve_splits(cfg) == ('train', 'validation')
+  assert info.num_train == 4
+  assert len(datasets.data_source(cfg, 'validation')) == 3
   # Validation labels come from TFDS's list, in file name order.
   with open(tfds.core.tfds_path(
       'datasets/imagenet2012/validation_labels.txt')) as f:
