@@ -7,11 +7,11 @@ Command (the README's `make train`):
 
 Default: 28x28 grey images replicated to RGB and resized to 32x32, width
 0.25 (about 0.4M parameters), BatchNorm, batch 128, 5 epochs, cosine decay.
-Measured on the 2-core CPU, 2026-11-29, nothing else running: 88.01% test
-top-1 (Polyak average, all 10,000 test images), 99.82% top-5, 2m45s for the
-2340 steps (about 2,100 images/s end to end; 3m01s wall with start-up and
-dataset preparation). An earlier run under heavy load (28 minutes, resumed
-after a SIGTERM) reached 88.54%.
+Measured on the 2-core CPU, 2026-11-29, from a fresh clone with `make
+train`, nothing else running: 88.07% test top-1 (Polyak average, all 10,000
+test images), 99.81% top-5, 4m25s for the 2340 steps, 5m32s for the whole
+command with set-up. Earlier runs: 88.01% in 2m45s; 88.54% under heavy load.
+See experiments/results/fashion_mnist.md.
 
 `:long` aims at the Fashion-MNIST benchmark table's GoogLeNet entry (93.7%
 test accuracy): 48x48 input, width 0.5 (1.6M parameters), pad-and-crop
