@@ -1,6 +1,8 @@
 """Helpers the test modules share: subprocesses, checkpoints, comparisons."""
+import io
 import os
 import subprocess
+import tarfile
 import sys
 
 import jax
@@ -92,3 +94,14 @@ def tiny_config(arg: str = 'runlocal', **overrides):
       target = target[parent]
     target[leaf] = value
   return config
+
+
+def tar_bytes(members) -> bytes:
+  """An uncompressed tar archive of {name: bytes}, in memory."""
+  buffer = io.BytesIO()
+  with tarfile.open(fileobj=buffer, mode='w') as tar:
+    for name, content in members.items():
+      info = tarfile.TarInfo(name)
+      info.size = len(content)
+      tar.addfile(info, io.BytesIO(content))
+  return buffer.getvalue()

@@ -11,7 +11,6 @@ import io
 import logging
 import os
 import pickle
-import tarfile
 
 import ml_collections
 import numpy as np
@@ -23,6 +22,7 @@ from inception_jax.data import config as data_config
 from inception_jax.data import datasets
 from inception_jax.data import fashion_mnist
 from inception_jax.data import pipeline
+from tests.helpers import tar_bytes
 
 FMNIST_DIR = '/usr/share/datasets/fashion-mnist'
 needs_fmnist = pytest.mark.skipif(
@@ -329,26 +329,16 @@ def test_image_folder_layout_errors(tmp_path):
 # --- ImageNet 2012 ------------------------------------------------------------
 
 
-def _tar_bytes(members):
-  buffer = io.BytesIO()
-  with tarfile.open(fileobj=buffer, mode='w') as tar:
-    for name, content in members.items():
-      info = tarfile.TarInfo(name)
-      info.size = len(content)
-      tar.addfile(info, io.BytesIO(content))
-  return buffer.getvalue()
-
-
 def test_imagenet2012_from_tiny_archives(tmp_path):
   rng = np.random.default_rng(2)
   manual = tmp_path / 'manual'
   manual.mkdir()
   wnids = ['n01440764', 'n01443537']
-  (manual / 'ILSVRC2012_img_train.tar').write_bytes(_tar_bytes({
-      f'{wnid}.tar': _tar_bytes({
+  (manual / 'ILSVRC2012_img_train.tar').write_bytes(tar_bytes({
+      f'{wnid}.tar': tar_bytes({
           f'{wnid}_{i}.JPEG': _jpeg(rng, 40, 50 + 10 * i) for i in range(2)})
       for wnid in wnids}))
-  (manual / 'ILSVRC2012_img_val.tar').write_bytes(_tar_bytes({
+  (manual / 'ILSVRC2012_img_val.tar').write_bytes(tar_bytes({
       f'ILSVRC2012_val_{i:08d}.JPEG': _jpeg(rng, 45, 35) for i in (1, 2, 3)}))
   cfg = _config(name='imagenet2012', data_dir=str(tmp_path / 'tfds'),
                 manual_dir=str(manual))

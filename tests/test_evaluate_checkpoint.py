@@ -7,7 +7,6 @@ torchvision's own forward pass on the same images.
 """
 
 import io
-import tarfile
 
 import numpy as np
 from PIL import Image
@@ -20,16 +19,7 @@ from inception_jax import convert
 from inception_jax import evaluate
 from inception_jax import restore
 from inception_jax.data import pipeline
-
-
-def _tar_bytes(members):
-  buffer = io.BytesIO()
-  with tarfile.open(fileobj=buffer, mode='w') as tar:
-    for name, content in members.items():
-      info = tarfile.TarInfo(name)
-      info.size = len(content)
-      tar.addfile(info, io.BytesIO(content))
-  return buffer.getvalue()
+from tests.helpers import tar_bytes
 
 
 def _jpeg(rng, height, width):
@@ -46,11 +36,11 @@ def tiny_imagenet(tmp_path_factory):
   manual.mkdir()
   rng = np.random.default_rng(0)
   wnids = ['n01440764', 'n01443537']
-  (manual / 'ILSVRC2012_img_train.tar').write_bytes(_tar_bytes({
-      f'{wnid}.tar': _tar_bytes({
+  (manual / 'ILSVRC2012_img_train.tar').write_bytes(tar_bytes({
+      f'{wnid}.tar': tar_bytes({
           f'{wnid}_{i}.JPEG': _jpeg(rng, 300, 260) for i in range(2)})
       for wnid in wnids}))
-  (manual / 'ILSVRC2012_img_val.tar').write_bytes(_tar_bytes({
+  (manual / 'ILSVRC2012_img_val.tar').write_bytes(tar_bytes({
       f'ILSVRC2012_val_{i:08d}.JPEG': _jpeg(rng, 280, 320)
       for i in (1, 2, 3)}))
   return str(manual), str(root / 'tfds')
