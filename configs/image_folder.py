@@ -40,12 +40,12 @@ import ml_collections
 # `configs.common` imports from any working directory.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from inception_jax.data import config as data_config  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 OWN_ARGS = ('root', 'size', 'epochs')
 SMALL_MAX_SIDE = 64
 _SAMPLE = 32
-_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif',
-               '.tiff')
+_EXTENSIONS = data_config.IMAGE_EXTENSIONS
 
 
 def split_args(arg):
@@ -102,7 +102,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.data.distort_color = False
     c.data.random_interpolation = False
     c.data.eval_crop_fraction = 1.0
-    c.data.normalization = 'minus_one_one'
+    c.data.normalization = common.input_normalization(args.norm,
+                                                      'minus_one_one')
     c.model.width = 0.25
     c.batch_size = 128
     c.eval_batch_size = 500
@@ -115,7 +116,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.data.image_size = 224
     c.data.crop = 'inception'
     c.data.eval_crop_fraction = 0.875
-    c.data.normalization = 'imagenet'
+    c.data.normalization = common.input_normalization(args.norm, 'imagenet')
     c.model.width = 1.0
     c.batch_size = 64
     c.eval_batch_size = 256

@@ -215,6 +215,7 @@ def train_and_evaluate(
   mesh = mesh_lib.create_mesh()
   mesh_lib.check_divisible(config.batch_size, mesh, 'batch_size')
   mesh_lib.check_divisible(config.eval_batch_size, mesh, 'eval_batch_size')
+  batch_sharding = mesh_lib.batch_sharded(mesh)
 
   # --- Input and model.
   info = datasets.get_dataset_info(config.data)
@@ -305,8 +306,7 @@ def train_and_evaluate(
   preempted = False
   with mesh_lib.PreemptionSignal() as preemption:
     for step in range(start_step + 1, total_steps + 1):
-      batch = mesh_lib.to_global(next(train_iter),
-                                 mesh_lib.batch_sharded(mesh))
+      batch = mesh_lib.to_global(next(train_iter), batch_sharding)
       state, step_metrics = train_step(state, batch)
       log.add(step, step_metrics)
       if on_step is not None:

@@ -23,6 +23,8 @@ DATASET_NAMES = ('fashion_mnist', 'imagenet2012', 'image_folder')
 CROPS = ('inception', 'random_resized', 'pad_and_crop', 'resize', 'caffe')
 NORMALIZATIONS = normalization.MODES
 EVAL_CROPS = (1, 10, 144)
+# Files an image folder's data set reads (the rest are not images to it).
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 
 
 def default_config() -> ml_collections.ConfigDict:

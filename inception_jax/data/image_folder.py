@@ -21,7 +21,9 @@ from absl import logging
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
+from inception_jax.data import config as config_lib
+
+IMAGE_EXTENSIONS = config_lib.IMAGE_EXTENSIONS
 LAYOUT = 'root/<split>/<label>/*.jpg|jpeg|png'
 _SPLIT_NAME = re.compile(r'^[A-Za-z0-9_]+$')
 
