@@ -189,7 +189,7 @@ class TrainLog:
         1.0, self.interval_wait / max(elapsed, 1e-9))
     self.total_wait += self.interval_wait
     self.total_time += elapsed
-    self.timed_steps += steps_done
+    self.timed_steps += step - self.interval_step
     scalars['train/images_per_sec'] = (
         steps_done * self.batch_size / max(elapsed, 1e-9))
     scalars['train/epoch'] = step / self.steps_per_epoch
