@@ -167,3 +167,17 @@ def test_bad_folders_keep_their_errors(tmp_path):
   with pytest.raises(ValueError, match='no split folders'):
     pipeline.create_train_iterator(cfg, global_batch_size=2, seed=0,
                                    process_index=0, process_count=1)
+
+
+def test_pipeline_benchmark_times_a_folder_both_ways(root, tmp_path):
+  from inception_jax.data import benchmark  # pylint: disable=g-import-not-at-top
+  for mode, cached in (('auto', True), ('never', False)):
+    cfg = benchmark.benchmark_config('image_folder', 16, 0, root, mode)
+    cfg.data_dir = str(tmp_path / mode)
+    # configs/image_folder.py's preprocessing for small images.
+    assert (cfg.crop, cfg.distort_color) == ('random_resized', False)
+    assert datasets.uses_decoded_cache(cfg) is cached
+    result = benchmark.run(cfg, batch_size=4, num_batches=2)
+    assert result['images'] == 8 and result['images_per_s'] > 0
+  with pytest.raises(ValueError, match='needs --root'):
+    benchmark.benchmark_config('image_folder', 16, 0)
