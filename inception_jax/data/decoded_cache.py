@@ -52,6 +52,7 @@ AUTO_MAX_BYTES = 2 << 30
 # Records decoded to estimate the decoded size, spread over each split.
 _ESTIMATE_SAMPLE = 64
 _VERSION = 'decoded_v1'
+_READ_CHUNK = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,12 +144,14 @@ def build(builder, split: str) -> None:
   suffix = f'.tmp{os.getpid()}'
   offset = 0
   with open(pixels_path + suffix, 'wb') as f:
-    for i in range(len(source)):
-      record = source[i]
-      image = decode_record(record['image'])
-      f.write(np.ascontiguousarray(image).tobytes())
-      index[i] = (offset,) + image.shape + (record['label'],)
-      offset += image.size
+    # Records read in chunks: one read call per chunk, not per record.
+    for start in range(0, len(source), _READ_CHUNK):
+      keys = list(range(start, min(start + _READ_CHUNK, len(source))))
+      for i, record in zip(keys, source.__getitems__(keys)):
+        image = decode_record(record['image'])
+        f.write(np.ascontiguousarray(image).tobytes())
+        index[i] = (offset,) + image.shape + (record['label'],)
+        offset += image.size
   os.replace(pixels_path + suffix, pixels_path)
   np.save(index_path + suffix, index)
   os.replace(index_path + suffix + '.npy', index_path)
