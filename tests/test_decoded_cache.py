@@ -181,3 +181,34 @@ def test_pipeline_benchmark_times_a_folder_both_ways(root, tmp_path):
     assert result['images'] == 8 and result['images_per_s'] > 0
   with pytest.raises(ValueError, match='needs --root'):
     benchmark.benchmark_config('image_folder', 16, 0)
+
+
+def test_an_interrupted_build_is_rebuilt(root, tmp_path):
+  cfg = _config(root, tmp_path / 'dec', 'always')
+  builder = datasets.prepare_builder(cfg)
+  pixels_path, index_path = decoded_cache._files(builder, 'val')  # pylint: disable=protected-access
+  # Killed after the pixels were renamed, before the index was: no index,
+  # so the cache is not complete and is built again.
+  with open(pixels_path, 'wb') as f:
+    f.write(b'\0' * 7)
+  with open(pixels_path + '.tmp1', 'wb') as f:
+    f.write(b'partial')
+  source = datasets.data_source(cfg, 'val')
+  assert os.path.exists(index_path)
+  assert os.path.getsize(pixels_path) > 7
+  raw = builder.as_data_source('val', decoders={
+      'image': decoded_cache.tfds.decode.SkipDecoding()})
+  np.testing.assert_array_equal(
+      preprocess.to_rgb(source[0]['image']),
+      np.asarray(preprocess.decode(raw[0]['image'])))
+
+
+def test_worker_processes_read_the_cache(root, tmp_path):
+  # grain's workers unpickle the source and map the cache files themselves.
+  want, _ = _train_batches(_config(root, tmp_path / 'enc', 'never',
+                                   worker_count=1), 2)
+  got, _ = _train_batches(_config(root, tmp_path / 'dec', 'always',
+                                  worker_count=1), 2)
+  for w, g in zip(want, got):
+    np.testing.assert_array_equal(g['label'], w['label'])
+    np.testing.assert_allclose(g['image'], w['image'], rtol=0, atol=ATOL)
