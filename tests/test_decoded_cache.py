@@ -186,7 +186,7 @@ def test_pipeline_benchmark_times_a_folder_both_ways(root, tmp_path):
 def test_an_interrupted_build_is_rebuilt(root, tmp_path):
   cfg = _config(root, tmp_path / 'dec', 'always')
   builder = datasets.prepare_builder(cfg)
-  pixels_path, index_path = decoded_cache._files(builder, 'val')  # pylint: disable=protected-access
+  pixels_path, index_path = decoded_cache.cache_files(builder, 'val')
   # Killed after the pixels were renamed, before the index was: no index,
   # so the cache is not complete and is built again.
   with open(pixels_path, 'wb') as f:

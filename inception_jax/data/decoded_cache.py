@@ -72,7 +72,8 @@ def check_mode(mode: str) -> str:
   return mode
 
 
-def _files(builder, split: str) -> Tuple[str, str]:
+def cache_files(builder, split: str) -> Tuple[str, str]:
+  """The pixels and index files of ``split``'s cache."""
   stem = os.path.join(os.fspath(builder.data_dir), f'{_VERSION}_{split}')
   return stem + '.pixels', stem + '.index.npy'
 
@@ -133,7 +134,7 @@ def should_cache(builder, mode: str) -> bool:
 
 def build(builder, split: str) -> None:
   """Decodes every record of ``split`` once into its cache files."""
-  pixels_path, index_path = _files(builder, split)
+  pixels_path, index_path = cache_files(builder, split)
   if os.path.exists(index_path):
     return
   source = _encoded_source(builder, split)
@@ -220,7 +221,7 @@ class DecodedSource:
     self._parts = []
     for name, indices in _record_positions(builder, split):
       build(builder, name)
-      self._parts.append((_SplitPixels(*_files(builder, name)), indices))
+      self._parts.append((_SplitPixels(*cache_files(builder, name)), indices))
     self._starts = np.cumsum([0] + [len(p[1]) for p in self._parts])
     self._split = split
 
