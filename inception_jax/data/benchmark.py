@@ -3,16 +3,25 @@
   python -m inception_jax.data.benchmark --dataset=jpeg --num_batches=20
   python -m inception_jax.data.benchmark --dataset=fashion_mnist \\
       --image_size=64 --num_batches=50
+  python -m inception_jax.data.benchmark --dataset=folder_vs_native \\
+      --root=FOLDER --image_size=32 --batch_size=128
 
 ``jpeg`` writes synthetic photos of about 500x375 (the ImageNet average) as
 an image folder and times the ImageNet training path on them: fused JPEG
 decode-and-crop, random interpolation, flip, colour distortions.
 ``fashion_mnist`` times the bundled run's preprocessing (that of
-configs/fashion_mnist.py) on the prepared Fashion-MNIST. The last
-line printed is JSON with images/s, the worker processes used and images/s
-per CPU core, plus images per CPU-second of the whole process (all threads)
-when there are no workers, the figure that says how many cores a given
-accelerator throughput needs.
+configs/fashion_mnist.py) on the prepared Fashion-MNIST. ``image_folder``
+times the same preprocessing on the image folder ``--root`` (small images:
+what configs/image_folder.py sets for them), its records read as
+``--cache_decoded`` says. ``folder_vs_native`` times, in one process and
+taking turns for ``--rounds`` rounds so that the machine's load falls on
+all alike, the native Fashion-MNIST records and the folder ``--root``
+(experiments/fashion_mnist_png.py writes Fashion-MNIST as one) both from its
+decoded cache and decoded per step; each figure is the median of its rounds.
+The last line printed is JSON with images/s, the worker processes used and
+images/s per CPU core, plus images per CPU-second of the whole process (all
+threads) when there are no workers, the figure that says how many cores a
+given accelerator throughput needs.
 """
 
 from __future__ import annotations
@@ -87,33 +96,87 @@ def run(data_cfg, batch_size: int, num_batches: int) -> dict:
   return result
 
 
-def benchmark_config(dataset: str, image_size: int, worker_count: int):
+def benchmark_config(dataset: str, image_size: int, worker_count: int,
+                     root: str = None, cache_decoded: str = 'auto'):
   """The data config timed: the paper's recipe for ``jpeg``, the bundled
-  run's (configs/fashion_mnist.py) for ``fashion_mnist``."""
+  run's (configs/fashion_mnist.py) for ``fashion_mnist`` and for
+  ``image_folder`` (configs/image_folder.py's for small images)."""
   cfg = config_lib.default_config()
   cfg.image_size = image_size
   cfg.worker_count = worker_count
   if dataset == 'jpeg':
     cfg.name = 'image_folder'
   else:
-    cfg.name = 'fashion_mnist'
+    cfg.name = dataset
     cfg.update(crop='random_resized', distort_color=False,
                random_interpolation=False, eval_crop_fraction=1.0)
+  if dataset == 'image_folder':
+    if not root:
+      raise ValueError(f'--dataset={dataset} needs --root=FOLDER (an image '
+                       'folder root/<split>/<label>/*).')
+    cfg.update(root=root, cache_decoded=cache_decoded)
   return cfg
+
+
+# folder_vs_native's contenders: (name, data set, data.cache_decoded).
+CONTENDERS = (('fashion_mnist', 'fashion_mnist', 'auto'),
+              ('image_folder_cached', 'image_folder', 'always'),
+              ('image_folder_decoded_per_step', 'image_folder', 'never'))
+
+
+def folder_vs_native(f, data_dir: str) -> dict:
+  """Times the contenders in turns; the median images/s of each."""
+  configs = {}
+  for name, dataset, cache in CONTENDERS:
+    cfg = benchmark_config(dataset, f.image_size, f.worker_count, f.root,
+                           cache)
+    cfg.data_dir = data_dir
+    datasets.prepare_builder(cfg)
+    configs[name] = cfg
+  rounds = {name: [] for name in configs}
+  for _ in range(f.rounds):
+    for name, cfg in configs.items():
+      rounds[name].append(run(cfg, f.batch_size, f.num_batches))
+  result = {}
+  for name, runs in rounds.items():
+    speeds = [r['images_per_s'] for r in runs]
+    result[name] = {'images_per_s': float(np.median(speeds)),
+                    'rounds_images_per_s': speeds,
+                    'images_per_cpu_s': float(np.median(
+                        [r.get('images_per_cpu_s', 0) for r in runs]))}
+  native = result['fashion_mnist']['images_per_s']
+  for name in result:
+    result[name]['vs_native'] = round(result[name]['images_per_s'] / native,
+                                      3)
+  return result
 
 
 def main(argv: Sequence[str]) -> None:
   del argv
   f = flags.FLAGS
-  cfg = benchmark_config(f.dataset, f.image_size, f.worker_count)
   with tempfile.TemporaryDirectory() as tmp:
-    cfg.data_dir = f.data_dir or os.path.join(tmp, 'tfds')
+    data_dir = f.data_dir or os.path.join(tmp, 'tfds')
+    if f.dataset == 'folder_vs_native':
+      if not f.root:
+        raise ValueError('--dataset=folder_vs_native needs --root=FOLDER '
+                         '(experiments/fashion_mnist_png.py writes one).')
+      result = {'contenders': folder_vs_native(f, data_dir),
+                'rounds': f.rounds, 'num_batches': f.num_batches}
+      result.update(dataset=f.dataset, image_size=f.image_size,
+                    batch_size=f.batch_size, cpu_count=os.cpu_count())
+      print(json.dumps(result))
+      return
+    cfg = benchmark_config(f.dataset, f.image_size, f.worker_count, f.root,
+                           f.cache_decoded)
+    cfg.data_dir = data_dir
     extra = {}
     if f.dataset == 'jpeg':
       cfg.root = os.path.join(tmp, 'images')
       extra['mean_jpeg_bytes'] = write_jpeg_folder(cfg.root, f.num_images)
       extra['jpeg_shape'] = [375, 500]
     datasets.prepare_builder(cfg)
+    if cfg.name == 'image_folder':
+      extra['cached'] = datasets.uses_decoded_cache(cfg)
     result = run(cfg, f.batch_size, f.num_batches)
   result.update(dataset=f.dataset, image_size=cfg.image_size,
                 batch_size=f.batch_size, cpu_count=os.cpu_count(), **extra)
@@ -121,15 +184,22 @@ def main(argv: Sequence[str]) -> None:
 
 
 def define_flags() -> None:
-  flags.DEFINE_enum('dataset', 'jpeg', ['jpeg', 'fashion_mnist'],
+  flags.DEFINE_enum('dataset', 'jpeg', ['jpeg', 'fashion_mnist',
+                                        'image_folder', 'folder_vs_native'],
                     'Which pipeline to time.')
-  flags.DEFINE_integer('num_batches', 20, 'Batches timed.')
+  flags.DEFINE_integer('num_batches', 20, 'Batches timed (per round).')
   flags.DEFINE_integer('batch_size', 64, 'Images per batch.')
   flags.DEFINE_integer('image_size', 224, 'Model input side.')
   flags.DEFINE_integer('worker_count', 0,
                        'grain worker processes (0: main process).')
   flags.DEFINE_integer('num_images', 200,
                        'JPEGs generated for --dataset=jpeg.')
+  cli.DEFINE_path('root', None, 'The image folder for --dataset=image_folder '
+                  'and folder_vs_native.')
+  flags.DEFINE_enum('cache_decoded', 'auto', ['auto', 'always', 'never'],
+                    'data.cache_decoded for --dataset=image_folder.')
+  flags.DEFINE_integer('rounds', 3, 'Turns each contender takes, for '
+                       '--dataset=folder_vs_native.')
   cli.DEFINE_path('data_dir', None,
                   'Where to prepare TFDS data (default: a temp dir).')
 
