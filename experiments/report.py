@@ -35,6 +35,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from absl import flags
 
 from inception_jax import cli
+from inception_jax.data import config as data_config
 from experiments import run as run_lib
 
 # Keys that do not change what is measured: bookkeeping, paths, and the seed
@@ -135,6 +136,10 @@ def load_run(path: str, name: Optional[str] = None) -> Run:
   run.config = _read_json(os.path.join(path, 'config.json'), run.problems)
   if run.config is None and not any('config.json' in p for p in run.problems):
     run.problems.append('config.json missing')
+  if run.config and isinstance(run.config.get('data'), dict):
+    # Data keys added since the run started take their defaults, so the runs
+    # of a sweep that spans a new key are still one variant.
+    run.config['data'] = data_config.upgrade(run.config['data']).to_dict()
   run.summary = _read_json(os.path.join(path, run_lib.FINISHED_MARKER),
                            run.problems)
   metrics = os.path.join(path, 'metrics.jsonl')
