@@ -15,6 +15,18 @@ CAFFE_MEAN_RGB = np.array([123.0, 117.0, 104.0], np.float32)
 MODES = ('caffe', 'imagenet', 'minus_one_one', 'none')
 
 
+def _per_channel(op, image: np.ndarray, values: np.ndarray) -> np.ndarray:
+  """``op(image, values)`` broadcast over the last axis, elementwise the
+  same, but with the constants tiled along a whole row: NumPy's inner loop
+  over a last axis of 3 costs several times the arithmetic."""
+  if image.ndim < 2 or image.shape[-1] != values.size or image.size == 0:
+    return op(image, values)
+  image = np.ascontiguousarray(image)
+  row = image.shape[-2] * image.shape[-1]
+  return op(image.reshape(-1, row), np.tile(values, row // values.size)
+            ).reshape(image.shape)
+
+
 def normalize(image: np.ndarray, mode: str) -> np.ndarray:
   """Maps pixels on [0, 255] to the model's input range, as float32.
 
@@ -27,10 +39,13 @@ def normalize(image: np.ndarray, mode: str) -> np.ndarray:
   [0, 1].
   """
   if mode == 'caffe':
-    return np.asarray(image, np.float32) - CAFFE_MEAN_RGB
+    return _per_channel(np.subtract, np.asarray(image, np.float32),
+                        CAFFE_MEAN_RGB)
   image = np.asarray(image, np.float32) / 255.0
   if mode == 'imagenet':
-    return (image - IMAGENET_MEAN) / IMAGENET_STD
+    return _per_channel(np.divide,
+                        _per_channel(np.subtract, image, IMAGENET_MEAN),
+                        IMAGENET_STD)
   if mode == 'minus_one_one':
     return image * 2.0 - 1.0
   if mode == 'none':

@@ -6,29 +6,43 @@ from decoding to normalisation: uint8 from the decoder, float32 on [0, 255]
 from the resize on (the photometric distortions included), until
 `normalization.normalize` maps them to the model's range.
 
-TensorFlow is used eagerly, one example at a time, for what it does best:
-fused JPEG decode-and-crop (only the crop's pixels are decoded) and resizing
-with the four interpolations the paper draws from.
+Every step is one call into a compiled library or a few whole-array NumPy
+operations, because per-example work runs once per image on the host's
+CPUs, which an accelerator can outrun:
+
+- JPEG: TensorFlow's fused decode-and-crop (libjpeg-turbo; only the rows and
+  columns of the kept box go through the inverse DCT), one eager call. Its
+  pixels are the ones TFDS and `tf.image.decode_jpeg` give.
+- Resizing with the four interpolations the paper draws from, each the same
+  filter as ``tf.image.resize`` (antialiased bilinear and bicubic as TF's
+  ``antialias=True``, exact area averaging, half-pixel nearest): PIL's 8-bit
+  resampler for RGB uint8 images (within a grey level of TF's float output,
+  bicubic clipped to [0, 255] as every 8-bit resampler does), float32
+  channels otherwise; OpenCV for area downscaling.
+- Photometric distortions in closed form on whole arrays (saturation without
+  a colour-space round trip, hue through OpenCV's float HSV).
+
+TensorFlow is imported only to decode, so `predict` can share the resize
+without it. The tests hold the TensorFlow implementation this replaces and
+check every step and the whole transform against it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 from PIL import Image
-import tensorflow as tf
 
 from inception_jax.data import crops
 from inception_jax.data import sampling
 
-# TensorFlow only preprocesses on the host; with a GPU build installed it
-# would otherwise reserve accelerator memory that JAX needs.
-try:
-  tf.config.set_visible_devices([], 'GPU')
-except RuntimeError:  # Devices already initialised by someone else.
-  pass
+# One thread per call: the pipeline already runs one example per core (grain
+# workers), and OpenCV's own pool would only add CPU time per image.
+cv2.setNumThreads(1)
 
 # The top of the pixel scale between decoding and normalisation.
 PIXEL_MAX = 255.0
@@ -40,31 +54,85 @@ _PCA_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
 
 _JPEG_MAGIC = b'\xff\xd8\xff'
 
+_PIL_FILTERS = {'bilinear': Image.BILINEAR, 'bicubic': Image.BICUBIC,
+                'nearest': Image.NEAREST}
+
+
+@functools.lru_cache(maxsize=None)
+def _tf():
+  """TensorFlow, imported on the first decode and kept off the GPU."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  # TensorFlow only decodes on the host; with a GPU build installed it would
+  # otherwise reserve accelerator memory that JAX needs.
+  try:
+    tf.config.set_visible_devices([], 'GPU')
+  except RuntimeError:  # Devices already initialised by someone else.
+    pass
+  return tf
+
 
 def is_jpeg(encoded: bytes) -> bool:
   return encoded[:3] == _JPEG_MAGIC
 
 
+# Start-of-frame markers (baseline, extended, progressive, lossless,
+# arithmetic): the frame header after them holds the image's size.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# Markers that stand alone, without a length.
+_BARE_MARKERS = frozenset(range(0xD0, 0xDA)) | {0x01}
+
+
+def jpeg_shape(encoded: bytes) -> Optional[tuple[int, int]]:
+  """Height and width from a JPEG's frame header, or None if not found.
+
+  A walk over the marker segments before the image data: no decoding, and
+  a few microseconds where TensorFlow's eager ``extract_jpeg_shape`` costs
+  an op dispatch.
+  """
+  pos, end = 2, len(encoded)
+  while pos + 4 <= end:
+    if encoded[pos] != 0xFF:
+      return None
+    marker = encoded[pos + 1]
+    if marker == 0xFF:  # Fill byte.
+      pos += 1
+      continue
+    if marker in _BARE_MARKERS:
+      pos += 2
+      continue
+    if marker in _SOF_MARKERS:
+      if pos + 9 > end:
+        return None
+      height = int.from_bytes(encoded[pos + 5:pos + 7], 'big')
+      width = int.from_bytes(encoded[pos + 7:pos + 9], 'big')
+      return (height, width) if height and width else None
+    if marker == 0xDA:  # Start of scan: no frame header before it.
+      return None
+    pos += 2 + int.from_bytes(encoded[pos + 2:pos + 4], 'big')
+  return None
+
+
 def encoded_shape(encoded: bytes) -> tuple[int, int]:
-  """Height and width of an encoded image, decoding only the header if JPEG."""
-  if is_jpeg(encoded):
-    shape = tf.io.extract_jpeg_shape(encoded).numpy()
-  else:
-    shape = tf.shape(decode(encoded)).numpy()
+  """Height and width of an encoded image, read from the header if JPEG."""
+  shape = jpeg_shape(encoded) if is_jpeg(encoded) else None
+  if shape is None:  # Let TensorFlow's decoder judge (and report) the file.
+    shape = decode(encoded).shape[:2]
   return int(shape[0]), int(shape[1])
 
 
-def decode(encoded: bytes) -> tf.Tensor:
+def decode(encoded: bytes) -> np.ndarray:
   """Decodes a JPEG/PNG/... into uint8 [H, W, 3]."""
-  return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+  return _tf().io.decode_image(encoded, channels=3,
+                               expand_animations=False).numpy()
 
 
-def decode_crop(encoded: bytes, box: crops.Box) -> tf.Tensor:
+def decode_crop(encoded: bytes, box: crops.Box) -> np.ndarray:
   """Decodes only ``box`` of a JPEG; other formats decode, then slice."""
   top, left, h, w = box
   if is_jpeg(encoded):
-    return tf.image.decode_and_crop_jpeg(encoded, [top, left, h, w],
-                                         channels=3)
+    # An int32 array converts to a tensor faster than a list.
+    return _tf().io.decode_and_crop_jpeg(
+        encoded, np.array(box, np.int32), channels=3).numpy()
   return decode(encoded)[top:top + h, left:left + w]
 
 
@@ -82,7 +150,8 @@ class EncodedImages:
   def shape(self, record: bytes) -> Tuple[int, int]:
     return encoded_shape(record)
 
-  def decode(self, record: bytes, box: Optional[crops.Box] = None):
+  def decode(self, record: bytes,
+             box: Optional[crops.Box] = None) -> np.ndarray:
     """uint8 [H, W, 3] of ``box`` (the whole image when None)."""
     return decode(record) if box is None else decode_crop(record, box)
 
@@ -106,36 +175,117 @@ class DecodedArrays:
     return image if box is None else crop(image, box)
 
 
-def resize(image, shape: Sequence[int], method: str = 'bilinear'):
-  """Resizes to ``shape`` as float32 on [0, 255].
+def _is_rgb8(image: np.ndarray) -> bool:
+  return image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
 
-  A numpy image (Fashion-MNIST's stored arrays) resized bilinearly goes
-  through PIL, one float32 channel at a time: the same antialiased triangle
-  filter as ``tf.image.resize(..., antialias=True)`` (equal to 1e-3 on
-  [0, 255], tested) at about a twentieth of an eager TensorFlow call's cost,
-  which on small images is the whole pipeline's cost.
+
+def resize(image, shape: Sequence[int], method: str = 'bilinear'
+           ) -> np.ndarray:
+  """Resizes [H, W, C] to ``shape`` as float32 on [0, 255].
+
+  The filter is ``tf.image.resize``'s for ``method`` (antialiased for
+  bilinear and bicubic). RGB uint8 images go through PIL's 8-bit resampler,
+  within a grey level of TensorFlow's float result (the tests hold the
+  bound); any other array is resampled in float32, equal to it to 1e-3.
   """
-  if isinstance(image, np.ndarray) and method == 'bilinear':
-    return _resize_pil(image, shape)
-  image = tf.convert_to_tensor(image)
-  if tuple(image.shape[-3:-1]) == tuple(shape):
-    return tf.cast(image, tf.float32)
-  # 'nearest' keeps the input dtype; everything downstream wants floats.
-  return tf.cast(tf.image.resize(image, shape, method=method,
-                                 antialias=method in ('bilinear', 'bicubic')),
-                 tf.float32)
+  return resample(np.asarray(image), shape, method).astype(np.float32,
+                                                          copy=False)
 
 
-def _resize_pil(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+def resample(image: np.ndarray, shape: Sequence[int],
+             method: str = 'bilinear') -> np.ndarray:
+  """`resize` that keeps RGB uint8 as uint8, the rest as float32.
+
+  Flipping and cropping 8-bit pixels, and converting once at the end,
+  costs a fraction of the same on floats.
+  """
   height, width = int(shape[0]), int(shape[1])
-  image = image.astype(np.float32, copy=False)
   if image.shape[:2] == (height, width):
     return image
+  if method == 'area':
+    return _resize_area(image.astype(np.float32), height, width)
+  if method not in _PIL_FILTERS:
+    raise ValueError(f'Unknown interpolation {method!r}; expected one of '
+                     f'{", ".join(sampling.INTERPOLATIONS)}.')
+  if _is_rgb8(image):
+    image = np.ascontiguousarray(image)
+    return np.asarray(Image.fromarray(image, 'RGB').resize(
+        (width, height), _PIL_FILTERS[method]))
+  if method == 'nearest':
+    return _resize_nearest(image, height, width).astype(np.float32)
+  # Float channels: no rounding to 8 bits, no clipping (as TF's output).
+  image = image.astype(np.float32, copy=False)
   channels = [
       np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c]), 'F')
-                 .resize((width, height), Image.BILINEAR))
+                 .resize((width, height), _PIL_FILTERS[method]))
       for c in range(image.shape[-1])]
   return np.stack(channels, axis=-1)
+
+
+def _nearest_index(size_in: int, size_out: int) -> np.ndarray:
+  # TF's half-pixel centers: the input pixel under each output centre.
+  scale = size_in / size_out
+  index = np.floor((np.arange(size_out) + 0.5) * scale).astype(np.int64)
+  return np.minimum(index, size_in - 1)
+
+
+def _resize_nearest(image: np.ndarray, height: int, width: int):
+  rows = _nearest_index(image.shape[0], height)
+  cols = _nearest_index(image.shape[1], width)
+  return image[rows[:, None], cols[None, :]]
+
+
+def _resize_area(image: np.ndarray, height: int, width: int) -> np.ndarray:
+  """Area averaging (TF's ``method='area'``) of float32 [H, W, C].
+
+  The weights are separable, so each axis is done on its own. OpenCV's
+  INTER_AREA is the exact average when shrinking; when growing it blends
+  differently from TF, so that axis is the two-tap average below.
+  """
+  channels = image.shape[-1]
+
+  def cv_area(x, h, w):
+    out = cv2.resize(x, (w, h), interpolation=cv2.INTER_AREA)
+    return out.reshape(h, w, channels)  # OpenCV drops a single channel.
+
+  in_h, in_w = image.shape[:2]
+  if height <= in_h and width <= in_w:
+    return cv_area(image, height, width)
+  if width <= in_w:
+    image = cv_area(image, in_h, width)
+  else:
+    image = _enlarge_area(image, width, axis=1)
+  if height <= in_h:
+    return cv_area(image, height, image.shape[1])
+  return _enlarge_area(image, height, axis=0)
+
+
+def _enlarge_area(image: np.ndarray, size: int, axis: int) -> np.ndarray:
+  """Area averaging along ``axis`` to a larger ``size``: each output pixel
+  covers under one input pixel, so it straddles at most two."""
+  size_in = image.shape[axis]
+  scale = size_in / size
+  start = np.arange(size) * scale
+  end = start + scale
+  first = np.floor(start).astype(np.int64)
+  second = np.minimum(first + 1, size_in - 1)
+  w_second = (np.maximum(end - (first + 1), 0.0) / scale).astype(np.float32)
+  w_first = 1.0 - w_second
+  shape = [1, 1, 1]
+  shape[axis] = size
+  a = np.take(image, first, axis=axis)
+  a *= w_first.reshape(shape)
+  a += np.take(image, second, axis=axis) * w_second.reshape(shape)
+  return a
+
+
+def flip_left_right(image: np.ndarray) -> np.ndarray:
+  """The horizontal mirror of [H, W, C], contiguous (a reversed view would
+  make every later step several times slower)."""
+  image = np.ascontiguousarray(image)
+  if image.shape[-1] > 4:  # OpenCV's limit.
+    return np.ascontiguousarray(image[:, ::-1])
+  return cv2.flip(image, 1).reshape(image.shape)
 
 
 def crop(image, box: crops.Box):
@@ -143,43 +293,103 @@ def crop(image, box: crops.Box):
   return image[top:top + h, left:left + w]
 
 
-def _adjust_brightness(image, delta: float):
-  return tf.image.adjust_brightness(image, delta * PIXEL_MAX)
+# Each takes float32 pixels on [0, PIXEL_MAX] (the first may work in place
+# on its argument) and returns the same scale, unclipped. Contrast,
+# saturation and hue changes scale with the pixels; the brightness delta is a
+# fraction of the range.
+def _adjust_brightness(image: np.ndarray, delta: float) -> np.ndarray:
+  image += np.float32(delta * PIXEL_MAX)
+  return image
 
 
-# Each takes pixels on [0, PIXEL_MAX]. Contrast, saturation and hue changes
-# scale with the pixels, so they need no conversion; the brightness delta is
-# a fraction of the range.
+def _rows(image: np.ndarray, values: np.ndarray):
+  """[H, W * C] view of a contiguous [H, W, C], and ``values`` (one per
+  channel) tiled to a row: NumPy's inner loop over a last axis of 3 costs
+  several times the arithmetic."""
+  h, w, c = image.shape
+  return image.reshape(h, w * c), np.tile(values.astype(np.float32), w)
+
+
+def _channels(image: np.ndarray):
+  return image[..., 0], image[..., 1], image[..., 2]
+
+
+def _adjust_contrast(image: np.ndarray, factor: float) -> np.ndarray:
+  """``tf.image.adjust_contrast``: each channel about its own mean."""
+  # OpenCV sums in float64: a closer mean than a float32 sum, quicker too.
+  mean = np.array(cv2.mean(image)[:image.shape[-1]], np.float32)
+  rows, mean = _rows(image, mean)
+  rows -= mean
+  rows *= np.float32(factor)
+  rows += mean
+  return image
+
+
+def _adjust_saturation(image: np.ndarray, factor: float) -> np.ndarray:
+  """``tf.image.adjust_saturation`` without the round trip through HSV.
+
+  With hue and value fixed, every channel is ``v - (v - c)`` and HSV's
+  saturation ``s = (v - min) / v`` scales ``v - c`` for all three channels
+  alike: clamping ``s * factor`` at 1 scales them by
+  ``min(factor, v / (v - min))``.
+  """
+  r, g, b = _channels(image)
+  value = np.maximum(np.maximum(r, g), b)[..., None]
+  spread = value - np.minimum(np.minimum(r, g), b)[..., None]
+  with np.errstate(divide='ignore', invalid='ignore'):
+    ratio = np.minimum(np.float32(factor), value / spread)
+  ratio[spread <= 0] = 1.0  # Grey: no saturation to scale.
+  out = value - image
+  out *= ratio
+  np.subtract(value, out, out=out)
+  return out
+
+
+def _adjust_hue(image: np.ndarray, delta: float) -> np.ndarray:
+  """``tf.image.adjust_hue``: the hue turned by ``delta`` of the circle."""
+  hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)  # Hue in degrees.
+  hue = hsv[..., 0]
+  hue += np.float32(delta * 360.0)
+  np.mod(hue, np.float32(360.0), out=hue)
+  return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
 _COLOUR_STEPS = {
     'brightness': _adjust_brightness,
-    'contrast': tf.image.adjust_contrast,
-    'saturation': tf.image.adjust_saturation,
-    'hue': tf.image.adjust_hue,
+    'contrast': _adjust_contrast,
+    'saturation': _adjust_saturation,
+    'hue': _adjust_hue,
 }
 
 
-def distort_color(image, draws: sampling.ColourDraws) -> tf.Tensor:
+def distort_color(image, draws: sampling.ColourDraws) -> np.ndarray:
   """Photometric distortions after Howard (2013), as drawn.
 
-  ``image`` is float RGB on [0, 255]; so is the result, clipped after every
-  step. The lighting noise is AlexNet's PCA noise.
+  ``image`` is float RGB [H, W, 3] on [0, 255]; so is the result, clipped
+  after every step. The lighting noise is AlexNet's PCA noise.
   """
-  image = tf.clip_by_value(image, 0.0, PIXEL_MAX)
+  # A fresh contiguous array: the steps work in place.
+  image = np.array(image, np.float32)
+  np.clip(image, 0.0, PIXEL_MAX, out=image)
   for name, amount in draws.steps:
-    image = tf.clip_by_value(_COLOUR_STEPS[name](image, amount), 0.0,
-                             PIXEL_MAX)
+    image = _COLOUR_STEPS[name](image, amount)
+    np.clip(image, 0.0, PIXEL_MAX, out=image)
   if draws.lighting is not None:
-    image = image + PIXEL_MAX * (_PCA_EIGVEC @ (draws.lighting * _PCA_EIGVAL))
-  return tf.clip_by_value(image, 0.0, PIXEL_MAX)
+    rows, shift = _rows(image, PIXEL_MAX * (
+        _PCA_EIGVEC @ (draws.lighting * _PCA_EIGVAL)))
+    rows += shift
+    np.clip(image, 0.0, PIXEL_MAX, out=image)
+  return image
 
 
 def pad_and_crop(image, pad_crop: Optional[sampling.PadCrop]):
   """Zero-pads and crops back to the image's size, as drawn (None: as is)."""
   if pad_crop is None:
     return image
-  h, w = int(image.shape[0]), int(image.shape[1])
+  image = np.asarray(image)
+  h, w = image.shape[:2]
   p = pad_crop.pad
-  padded = tf.pad(image, [[p, p], [p, p], [0, 0]])
+  padded = np.pad(image, [[p, p], [p, p], [0, 0]])
   return crop(padded, (pad_crop.top, pad_crop.left, h, w))
 
 
@@ -189,29 +399,31 @@ def to_rgb(image) -> np.ndarray:
   return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
 
 
-def mirrored(views: Sequence[tf.Tensor]) -> tf.Tensor:
-  """Stacks the views followed by their horizontal mirrors."""
-  stacked = tf.stack(list(views))
-  return tf.concat([stacked, stacked[:, :, ::-1]], axis=0)
+def mirrored(views: Sequence[np.ndarray]) -> np.ndarray:
+  """Stacks the views (as float32) followed by their horizontal mirrors."""
+  stacked = np.stack(list(views)).astype(np.float32, copy=False)
+  return np.concatenate([stacked, stacked[:, :, ::-1]], axis=0)
 
 
-def ten_crops(image, size: int, fraction: float) -> tf.Tensor:
-  """[10, size, size, 3]: 4 corners + center, then the same mirrored."""
-  image = tf.convert_to_tensor(image)
+def ten_crops(image, size: int, fraction: float) -> np.ndarray:
+  """[10, size, size, C]: 4 corners + center, then the same mirrored."""
+  image = np.asarray(image)
   shape, boxes = crops.ten_crop_boxes(int(image.shape[0]),
                                       int(image.shape[1]), size, fraction)
-  resized = resize(image, shape)
-  return mirrored([resize(crop(resized, b), (size, size)) for b in boxes])
+  resized = resample(image, shape, 'bilinear')
+  return mirrored([resample(crop(resized, b), (size, size), 'bilinear')
+                   for b in boxes])
 
 
-def paper_144_crops(image, size: int) -> tf.Tensor:
-  """[144, size, size, 3] in the order of `crops.multi_crop_144_boxes`,
+def paper_144_crops(image, size: int) -> np.ndarray:
+  """[144, size, size, C] in the order of `crops.multi_crop_144_boxes`,
   then the same 72 mirrored."""
-  image = tf.convert_to_tensor(image)
+  image = np.asarray(image)
   views, resized, current = [], None, None
   for c in crops.multi_crop_144_boxes(int(image.shape[0]),
                                       int(image.shape[1]), size):
     if c.scale != current:
-      resized, current = resize(image, c.resized), c.scale
-    views.append(resize(crop(resized, c.box), (size, size)))
+      resized, current = resample(image, c.resized, 'bilinear'), c.scale
+    views.append(resample(np.ascontiguousarray(crop(resized, c.box)),
+                           (size, size), 'bilinear'))
   return mirrored(views)

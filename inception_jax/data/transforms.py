@@ -92,13 +92,14 @@ class TrainPreprocess(grain.RandomMapTransform):
         pad_after_resize=self.records.pad_after_resize)
     image = self.records.decode(record, draws.box)
     image = preprocess.pad_and_crop(image, draws.pad_before_resize)
-    image = preprocess.resize(image, (size, size), draws.interpolation)
+    # RGB stays 8-bit through the geometry; one conversion to float32 after.
+    image = preprocess.resample(image, (size, size), draws.interpolation)
     image = preprocess.pad_and_crop(image, draws.pad_after_resize)
     image = preprocess.to_rgb(image)
     if draws.flip:
-      image = image[:, ::-1]
+      image = preprocess.flip_left_right(image)
     if draws.colour is not None:
-      image = np.asarray(preprocess.distort_color(image, draws.colour))
+      image = preprocess.distort_color(image, draws.colour)
     return {'image': normalize(image, self.settings.normalization),
             'label': np.int32(element['label'])}
 

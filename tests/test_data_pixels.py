@@ -1,0 +1,231 @@
+"""The pixel work against the TensorFlow implementation it replaced.
+
+`tests/tf_preprocess.py` keeps the eager ``tf.image`` code; each step and
+each whole transform (training, evaluation with 1, 10 and 144 crops) is
+held to it on the same draws, with the tolerances said below. Pixel
+differences are in grey levels on [0, 255].
+"""
+
+import io
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow as tf
+
+from inception_jax.data import benchmark
+from inception_jax.data import config as config_lib
+from inception_jax.data import preprocess
+from inception_jax.data import sampling
+from inception_jax.data import transforms
+from tests import tf_preprocess
+
+# PIL's 8-bit resampler rounds to whole grey levels (0.5) and its
+# fixed-point weights add a little: measured at most 1.1.
+RGB8_RESIZE_ATOL = 1.5
+
+
+def _photo(seed, height=375, width=500):
+  return np.asarray(benchmark.synthetic_photo(np.random.default_rng(seed),
+                                              height, width))
+
+
+def _encode(pixels, fmt='JPEG'):
+  buffer = io.BytesIO()
+  Image.fromarray(pixels).save(buffer, format=fmt, quality=90)
+  return buffer.getvalue()
+
+
+# Shrinking both sides, growing both, one of each, and the image's own size.
+BOXES = [(10, 20, 300, 400), (50, 60, 120, 150), (5, 7, 200, 260),
+         (3, 4, 230, 180), (0, 0, 224, 224), (1, 2, 37, 29)]
+
+
+@pytest.mark.parametrize('method', sampling.INTERPOLATIONS)
+def test_rgb8_resize_matches_tensorflow(method):
+  image = _photo(0)
+  for box in BOXES:
+    cropped = np.ascontiguousarray(preprocess.crop(image, box))
+    got = preprocess.resize(cropped, (224, 224), method)
+    assert got.dtype == np.float32 and got.shape == (224, 224, 3)
+    # 8-bit output: TF's bicubic overshoot beyond [0, 255] is clipped.
+    want = np.clip(tf_preprocess.resize(cropped, (224, 224), method), 0, 255)
+    atol = {'nearest': 0, 'area': 1e-2}.get(method, RGB8_RESIZE_ATOL)
+    np.testing.assert_allclose(got, want, rtol=0, atol=atol,
+                               err_msg=f'{method} {box}')
+    assert np.abs(got - want).mean() < 0.35
+
+
+@pytest.mark.parametrize('method', sampling.INTERPOLATIONS)
+@pytest.mark.parametrize('channels', [1, 3])
+def test_float_resize_matches_tensorflow(method, channels):
+  """Anything but RGB uint8 (Fashion-MNIST's grey arrays, float crops) is
+  resampled in float32, unclipped, as TF does."""
+  rng = np.random.default_rng(channels)
+  for dtype in (np.uint8, np.float32):
+    image = rng.integers(0, 256, (28, 28, channels)).astype(dtype)
+    if dtype == np.uint8 and channels == 3:
+      continue  # The 8-bit path, above.
+    for box, size in [((2, 3, 22, 20), 48), ((0, 0, 28, 28), 17),
+                      ((5, 1, 17, 26), 20)]:
+      cropped = preprocess.crop(image, box)
+      got = preprocess.resize(cropped, (size, size), method)
+      want = tf_preprocess.resize(cropped, (size, size), method).numpy()
+      assert got.shape == want.shape == (size, size, channels)
+      np.testing.assert_allclose(got, want, rtol=0, atol=2e-3,
+                                 err_msg=f'{method} {box} {dtype}')
+
+
+def test_unknown_interpolation_is_named():
+  with pytest.raises(ValueError, match='lanczos'):
+    preprocess.resize(np.zeros((4, 4, 3), np.uint8), (2, 2), 'lanczos')
+
+
+@pytest.mark.parametrize('name', ['brightness', 'contrast', 'saturation',
+                                  'hue'])
+def test_each_colour_step_matches_tensorflow(name):
+  rng = np.random.default_rng(7)
+  image = rng.uniform(0, 255, (40, 30, 3)).astype(np.float32)
+  image[:3, :3] = 100.0  # Grey pixels: no hue, no saturation.
+  image[3:5, :3] = 0.0  # Black.
+  for amount in {'brightness': (-0.12, 0.0, 0.12),
+                 'contrast': (0.6, 1.0, 1.4),
+                 'saturation': (0.6, 1.0, 1.4, 3.0),
+                 'hue': (-0.2, -0.01, 0.05, 0.2, 0.5)}[name]:
+    got = preprocess._COLOUR_STEPS[name](image.copy(), amount)  # pylint: disable=protected-access
+    want = tf_preprocess.COLOUR_STEPS[name](image, amount).numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-3,
+                               err_msg=f'{name} {amount}')
+
+
+def test_distort_color_matches_tensorflow():
+  rng = np.random.default_rng(3)
+  image = rng.uniform(-5, 260, (24, 20, 3)).astype(np.float32)
+  for seed in range(20):
+    draws = sampling.sample_colour(
+        np.random.default_rng(seed), brightness=32 / 255, contrast=0.5,
+        saturation=0.5, hue=0.2, lighting=0.1)
+    got = preprocess.distort_color(image, draws)
+    want = tf_preprocess.distort_color(image, draws).numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=5e-3)
+
+
+def test_pad_and_crop_matches_tensorflow():
+  image = np.arange(6 * 5 * 3, dtype=np.float32).reshape(6, 5, 3)
+  for pad_crop in (sampling.PadCrop(2, 0, 4), sampling.PadCrop(1, 1, 1),
+                   None):
+    np.testing.assert_array_equal(
+        preprocess.pad_and_crop(image, pad_crop),
+        tf_preprocess.pad_and_crop(tf.constant(image), pad_crop))
+
+
+def test_jpeg_shape_and_decoding_match_tensorflow():
+  """The header parse gives TF's shape; the decoded pixels are TF's."""
+  for seed, (h, w) in enumerate([(375, 500), (31, 17), (500, 333)]):
+    for fmt in ('JPEG', 'PNG'):
+      encoded = _encode(_photo(seed, h, w), fmt)
+      assert preprocess.encoded_shape(encoded) == (h, w)
+      assert tf_preprocess.encoded_shape(encoded) == (h, w)
+      box = (3, 5, h // 2, w // 3)
+      np.testing.assert_array_equal(
+          preprocess.decode_crop(encoded, box),
+          tf_preprocess.decode_crop(encoded, box).numpy())
+  grey = _encode(_photo(9, 40, 30)[..., 0])
+  assert preprocess.decode(grey).shape == (40, 30, 3)
+
+
+def _settings(**overrides):
+  cfg = config_lib.default_config()
+  cfg.update(image_size=224, normalization='caffe', **overrides)
+  return transforms.TrainSettings.from_config(cfg)
+
+
+@pytest.mark.parametrize('overrides', [
+    {},  # The paper's: random interpolation, flips, Howard's distortions.
+    {'distort_color': False, 'random_interpolation': False},
+    {'crop': 'pad_and_crop', 'distort_color': False},
+    {'crop': 'caffe'},
+])
+def test_train_transform_matches_tensorflow(overrides):
+  """Same generator in, same draws, the same pixels out as the eager TF
+  transform, within the resize's rounding (which the distortions can
+  stretch by their contrast and saturation factors)."""
+  settings = _settings(**overrides)
+  transform = transforms.TrainPreprocess(settings, preprocess.EncodedImages())
+  records = [_encode(_photo(s, *hw)) for s, hw in
+             enumerate([(375, 500), (333, 500), (500, 375), (180, 240)])]
+  methods = set()
+  for i in range(24):
+    record = records[i % len(records)]
+    got = transform.random_map({'image': record, 'label': 1},
+                               np.random.default_rng(i))
+    draws = sampling.draw_train(np.random.default_rng(i), settings,
+                                *preprocess.encoded_shape(record),
+                                pad_after_resize=True)
+    methods.add(draws.interpolation)
+    want = tf_preprocess.train_example(record, draws, 224, 'caffe')
+    if draws.colour is None and draws.interpolation != 'bicubic':
+      # No clipping in either: a pixel-wise bound.
+      atol = {'nearest': 1e-4, 'area': 1e-2}.get(draws.interpolation,
+                                                RGB8_RESIZE_ATOL)
+    else:
+      atol = 4.0
+    # Uniform rounding of +-0.5 averages 0.25, stretched up to about 1.5x
+    # by a contrast or saturation factor.
+    mean_bound = 0.35 if draws.colour is None else 0.75
+    diff = np.abs(got['image'] - want)
+    assert got['image'].shape == (224, 224, 3)
+    assert got['label'] == 1
+    assert diff.max() <= atol, (i, draws, diff.max())
+    assert diff.mean() < mean_bound, (i, draws, diff.mean())
+  if settings.random_interpolation:
+    assert methods == set(sampling.INTERPOLATIONS)
+
+
+@pytest.mark.parametrize('crops_per_image', [1, 10, 144])
+def test_eval_transform_matches_tensorflow(crops_per_image):
+  cfg = config_lib.default_config()
+  cfg.update(name='imagenet2012', image_size=224, normalization='caffe')
+  transform = transforms.EvalPreprocess.from_config(cfg, crops_per_image)
+  assert isinstance(transform.records, preprocess.EncodedImages)
+  for seed, hw in enumerate([(375, 500), (500, 333)]):
+    record = _encode(_photo(seed, *hw))
+    got = transform.map({'image': record, 'label': 2})['image']
+    want = tf_preprocess.eval_example(record, 224, crops_per_image,
+                                      cfg.eval_crop_fraction, 'caffe')
+    expected = (224, 224, 3) if crops_per_image == 1 else (
+        crops_per_image, 224, 224, 3)
+    assert got.shape == want.shape == expected
+    # The 144 crops resize twice, each rounding to 8 bits.
+    np.testing.assert_allclose(got, want, rtol=0, atol=2.5)
+    assert np.abs(got - want).mean() < 0.4
+
+
+def test_jpeg_header_shape_matches_tensorflow_for_every_kind():
+  """Baseline, progressive, optimised, grey, with EXIF and a comment, and
+  a truncated file (the header is enough); other bytes are not JPEG."""
+  pixels = _photo(4, 61, 47)
+  kinds = [dict(), dict(progressive=True), dict(optimize=True, quality=50),
+           dict(exif=b'Exif\x00\x00' + b'\x00' * 40, comment=b'hello')]
+  encoded = []
+  for kind in kinds:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format='JPEG', **kind)
+    encoded.append(buffer.getvalue())
+  encoded.append(_encode(pixels[..., 0]))
+  for e in encoded:
+    assert preprocess.jpeg_shape(e) == (61, 47)
+    assert tf_preprocess.encoded_shape(e) == (61, 47)
+  # TF refuses a truncated file outright; its decoder reports it later.
+  assert preprocess.jpeg_shape(encoded[0][:len(encoded[0]) // 2]) == (61, 47)
+  assert preprocess.jpeg_shape(b'\xff\xd8\xff\xe0\x00') is None
+  assert preprocess.jpeg_shape(_encode(pixels, 'PNG')) is None
+
+
+def test_flip_left_right_mirrors_any_channels_and_dtype():
+  for shape, dtype in [((5, 4, 3), np.uint8), ((5, 4, 1), np.float32),
+                       ((3, 2, 6), np.float32)]:
+    image = np.arange(np.prod(shape)).reshape(shape).astype(dtype)
+    flipped = preprocess.flip_left_right(image)
+    np.testing.assert_array_equal(flipped, image[:, ::-1])
+    assert flipped.flags.c_contiguous and flipped.dtype == dtype
