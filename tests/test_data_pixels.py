@@ -229,3 +229,79 @@ def test_flip_left_right_mirrors_any_channels_and_dtype():
     flipped = preprocess.flip_left_right(image)
     np.testing.assert_array_equal(flipped, image[:, ::-1])
     assert flipped.flags.c_contiguous and flipped.dtype == dtype
+
+
+@pytest.mark.parametrize('mode', ['caffe', 'imagenet', 'none',
+                                  'minus_one_one'])
+def test_normalize_is_plain_broadcasting_bit_for_bit(mode):
+  """The row-tiled, in-place arithmetic gives NumPy broadcasting's exact
+  floats, from uint8 or float input, views included, input untouched."""
+  from inception_jax.data import normalization as n  # pylint: disable=g-import-not-at-top
+  floats = np.random.default_rng(0).uniform(0, 255, (9, 7, 3)).astype(
+      np.float32)
+  formulas = {'caffe': lambda x: x - n.CAFFE_MEAN_RGB,
+              'imagenet': lambda x: (x / 255.0 - n.IMAGENET_MEAN)
+                                    / n.IMAGENET_STD,
+              'none': lambda x: x / 255.0,
+              'minus_one_one': lambda x: x / 255.0 * 2.0 - 1.0}
+  for image in (floats, floats.astype(np.uint8), floats[:, ::-1],
+                np.stack([floats, floats])):
+    before = image.copy()
+    want = formulas[mode](np.asarray(image, np.float32))
+    got = n.normalize(image, mode)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(image, before)
+
+
+def test_predict_takes_the_evaluation_path(tmp_path):
+  """`predict` decodes with PIL and then runs the evaluation's own resize:
+  a PNG (decoded alike by both) gives the batched single crop exactly, a
+  JPEG within the two decoders' difference."""
+  from inception_jax import predict  # pylint: disable=g-import-not-at-top
+  prep = predict.Preprocessing(224, 0.875, 'caffe')
+  transform = transforms.EvalPreprocess(224, 1, 0.875, 'caffe',
+                                        preprocess.EncodedImages())
+  pixels = _photo(5, 300, 410)
+  # JPEG: PIL's and TF's decoders differ by about a grey level, most along
+  # the cropped decode's edge.
+  for fmt, atol, mean in (('PNG', 0.0, 0.0), ('JPEG', 8.0, 1.5)):
+    encoded = _encode(pixels, fmt)
+    path = tmp_path / f'photo.{fmt.lower()}'
+    path.write_bytes(encoded)
+    got = predict.preprocess(predict.read_image(str(path)), prep)
+    want = transform.map({'image': encoded, 'label': 0})['image']
+    np.testing.assert_allclose(got, want, rtol=0, atol=atol, err_msg=fmt)
+    assert np.abs(got - want).mean() <= mean
+
+
+def test_benchmark_compares_with_tfdata_on_the_same_files():
+  """``--peer=tfdata``: both pipelines and the decode floor are timed in one
+  process, and the ratios are reported (tiny sizes)."""
+  import json  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = __file__.rsplit('/tests/', 1)[0]
+  command = [sys.executable, '-m', 'inception_jax.data.benchmark',
+             '--dataset=jpeg', '--peer=tfdata', '--num_images=6',
+             '--num_batches=1', '--batch_size=3', '--image_size=32']
+  result = subprocess.run(command, cwd=root, capture_output=True, text=True,
+                          check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = result.stdout.strip().splitlines()
+  assert any(l.startswith('| ours_paper |') for l in lines)
+  figures = json.loads(lines[-1])
+  assert set(figures['pipelines']) == {'tfdata', 'ours_same_work',
+                                       'ours_paper'}
+  for timed in figures['pipelines'].values():
+    assert timed['images'] == 3 and timed['images_per_cpu_s'] > 0
+  assert set(figures['decode_only_images_per_cpu_s']) == {
+      'whole_opencv', 'whole_tf', 'inception_crop_tf'}
+  assert figures['same_work_vs_tfdata_per_cpu_s'] > 0
+  assert figures['paper_vs_tfdata_per_cpu_s'] > 0
+  wrong = subprocess.run(command[:3] + ['--dataset=fashion_mnist',
+                                        '--peer=tfdata'],
+                         cwd=root, capture_output=True, text=True, check=False)
+  assert wrong.returncode == 1
+  assert 'error: --peer=tfdata compares JPEG pipelines; add --dataset=jpeg.' \
+      in wrong.stderr

@@ -30,6 +30,7 @@ elsewhere on the host hits one round rather than one pipeline.
 
 from __future__ import annotations
 
+import gc
 import glob
 import json
 import os
@@ -76,15 +77,20 @@ def write_jpeg_folder(root: str, num_images: int, num_classes: int = 4,
   return int(np.mean(sizes))
 
 
-def _time_batches(it: Iterator, batch_size: int, num_batches: int,
-                  cpu_figure: bool = True) -> dict:
-  """Times ``num_batches`` of ``it`` after one warm-up batch."""
+def _time_batches(make: Callable[[], Iterator], batch_size: int,
+                  num_batches: int, cpu_figure: bool = True) -> dict:
+  """Times ``num_batches`` of the iterator ``make()`` returns, after one
+  warm-up batch, then closes it: background threads that went on filling
+  its buffers would bill their CPU to whatever is timed next."""
+  it = make()
   next(it)  # Starts workers and threads, opens files, warms kernels.
   cpu0, wall0 = time.process_time(), time.perf_counter()
   for _ in range(num_batches):
     next(it)
   wall = time.perf_counter() - wall0
   cpu = time.process_time() - cpu0
+  del it
+  gc.collect()
   images = batch_size * num_batches
   result = {'images_per_s': round(images / wall, 1),
             'seconds': round(wall, 2), 'images': images}
@@ -96,10 +102,8 @@ def _time_batches(it: Iterator, batch_size: int, num_batches: int,
 
 def run(data_cfg, batch_size: int, num_batches: int) -> dict:
   """Times ``num_batches`` training batches after one warm-up batch."""
-  it = pipeline.create_train_iterator(data_cfg, global_batch_size=batch_size,
-                                      seed=0, process_index=0,
-                                      process_count=1)
-  result = _time_batches(it, batch_size, num_batches,
+  result = _time_batches(lambda: _train_iterator(data_cfg, batch_size),
+                         batch_size, num_batches,
                          cpu_figure=data_cfg.worker_count == 0)
   cores = max(1, data_cfg.worker_count)
   result.update(workers=data_cfg.worker_count, cores_assumed=cores,
@@ -223,7 +227,7 @@ def compare_with_tfdata(cfg, batch_size: int, num_batches: int,
   best: Dict[str, dict] = {}
   for _ in range(rounds):
     for name, make in pipelines.items():
-      result = _time_batches(make(), batch_size, num_batches)
+      result = _time_batches(make, batch_size, num_batches)
       if (name not in best or result['images_per_cpu_s']
           > best[name]['images_per_cpu_s']):
         best[name] = result
