@@ -108,6 +108,15 @@ def test_distort_color_matches_tensorflow():
     got = preprocess.distort_color(image, draws)
     want = tf_preprocess.distort_color(image, draws).numpy()
     np.testing.assert_allclose(got, want, rtol=0, atol=5e-3)
+  # Saturation and hue next to each other share one trip through HSV.
+  for steps in ((('saturation', 1.4), ('hue', -0.3)),
+                (('hue', 0.45), ('saturation', 0.6)),
+                (('contrast', 1.3), ('hue', -0.5), ('saturation', 1.5),
+                 ('brightness', 0.1))):
+    draws = sampling.ColourDraws(steps, None)
+    got = preprocess.distort_color(image, draws)
+    want = tf_preprocess.distort_color(image, draws).numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=5e-3, err_msg=steps)
 
 
 def test_pad_and_crop_matches_tensorflow():

@@ -19,8 +19,9 @@ CPUs, which an accelerator can outrun:
   resampler for RGB uint8 images (within a grey level of TF's float output,
   bicubic clipped to [0, 255] as every 8-bit resampler does), float32
   channels otherwise; OpenCV for area downscaling.
-- Photometric distortions in closed form on whole arrays (saturation without
-  a colour-space round trip, hue through OpenCV's float HSV).
+- Photometric distortions as whole-array NumPy, saturation and hue through
+  OpenCV's float HSV (one round trip when the two are drawn next to each
+  other).
 
 TensorFlow is imported only to decode, so `predict` can share the resize
 without it. The tests hold the TensorFlow implementation this replaces and
@@ -310,10 +311,6 @@ def _rows(image: np.ndarray, values: np.ndarray):
   return image.reshape(h, w * c), np.tile(values.astype(np.float32), w)
 
 
-def _channels(image: np.ndarray):
-  return image[..., 0], image[..., 1], image[..., 2]
-
-
 def _adjust_contrast(image: np.ndarray, factor: float) -> np.ndarray:
   """``tf.image.adjust_contrast``: each channel about its own mean."""
   # OpenCV sums in float64: a closer mean than a float32 sum, quicker too.
@@ -325,33 +322,34 @@ def _adjust_contrast(image: np.ndarray, factor: float) -> np.ndarray:
   return image
 
 
-def _adjust_saturation(image: np.ndarray, factor: float) -> np.ndarray:
-  """``tf.image.adjust_saturation`` without the round trip through HSV.
+def _adjust_in_hsv(image: np.ndarray, steps) -> np.ndarray:
+  """``tf.image.adjust_saturation`` and ``adjust_hue``, as ``steps`` say,
+  in one round trip through OpenCV's float HSV (hue in degrees).
 
-  With hue and value fixed, every channel is ``v - (v - c)`` and HSV's
-  saturation ``s = (v - min) / v`` scales ``v - c`` for all three channels
-  alike: clamping ``s * factor`` at 1 scales them by
-  ``min(factor, v / (v - min))``.
+  Neither step moves a pixel outside [0, max(R, G, B)], so TF's clipping
+  between two adjacent ones changes nothing and one round trip serves both.
+  OpenCV wraps hues of 360 degrees and more on the way back, so a turn is
+  added as a non-negative angle below 360 (one turn per draw).
   """
-  r, g, b = _channels(image)
-  value = np.maximum(np.maximum(r, g), b)[..., None]
-  spread = value - np.minimum(np.minimum(r, g), b)[..., None]
-  with np.errstate(divide='ignore', invalid='ignore'):
-    ratio = np.minimum(np.float32(factor), value / spread)
-  ratio[spread <= 0] = 1.0  # Grey: no saturation to scale.
-  out = value - image
-  out *= ratio
-  np.subtract(value, out, out=out)
-  return out
+  hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+  for name, amount in steps:
+    if name == 'saturation':
+      saturation = hsv[..., 1]
+      saturation *= np.float32(amount)
+      np.minimum(saturation, np.float32(1.0), out=saturation)
+    else:
+      hue = hsv[..., 0]
+      hue += np.float32((amount % 1.0) * 360.0)
+  return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def _adjust_saturation(image: np.ndarray, factor: float) -> np.ndarray:
+  return _adjust_in_hsv(image, [('saturation', factor)])
 
 
 def _adjust_hue(image: np.ndarray, delta: float) -> np.ndarray:
-  """``tf.image.adjust_hue``: the hue turned by ``delta`` of the circle."""
-  hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)  # Hue in degrees.
-  hue = hsv[..., 0]
-  hue += np.float32(delta * 360.0)
-  np.mod(hue, np.float32(360.0), out=hue)
-  return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+  """The hue turned by ``delta`` of the circle."""
+  return _adjust_in_hsv(image, [('hue', delta)])
 
 
 _COLOUR_STEPS = {
@@ -360,19 +358,29 @@ _COLOUR_STEPS = {
     'saturation': _adjust_saturation,
     'hue': _adjust_hue,
 }
+_HSV_STEPS = ('saturation', 'hue')
 
 
 def distort_color(image, draws: sampling.ColourDraws) -> np.ndarray:
   """Photometric distortions after Howard (2013), as drawn.
 
-  ``image`` is float RGB [H, W, 3] on [0, 255]; so is the result, clipped
-  after every step. The lighting noise is AlexNet's PCA noise.
+  ``image`` is RGB [H, W, 3] on [0, 255]; the result is float32 on the same
+  scale, clipped after every step. The lighting noise is AlexNet's PCA
+  noise.
   """
   # A fresh contiguous array: the steps work in place.
   image = np.array(image, np.float32)
   np.clip(image, 0.0, PIXEL_MAX, out=image)
-  for name, amount in draws.steps:
-    image = _COLOUR_STEPS[name](image, amount)
+  steps = list(draws.steps)
+  while steps:
+    name, amount = steps.pop(0)
+    if name in _HSV_STEPS:
+      run = [(name, amount)]
+      if steps and steps[0][0] in _HSV_STEPS:
+        run.append(steps.pop(0))
+      image = _adjust_in_hsv(image, run)
+    else:
+      image = _COLOUR_STEPS[name](image, amount)
     np.clip(image, 0.0, PIXEL_MAX, out=image)
   if draws.lighting is not None:
     rows, shift = _rows(image, PIXEL_MAX * (
