@@ -314,3 +314,19 @@ def test_benchmark_compares_with_tfdata_on_the_same_files():
   assert wrong.returncode == 1
   assert 'error: --peer=tfdata compares JPEG pipelines; add --dataset=jpeg.' \
       in wrong.stderr
+
+
+def test_train_transform_is_a_pure_function_of_the_generator():
+  """What exact resume rests on: the same record and generator state give
+  the same bytes, whatever ran in between."""
+  settings = _settings()
+  transform = transforms.TrainPreprocess(settings, preprocess.EncodedImages())
+  record = _encode(_photo(8))
+  first = [transform.random_map({'image': record, 'label': 0},
+                                np.random.default_rng(s))['image']
+           for s in range(6)]
+  again = [transform.random_map({'image': record, 'label': 0},
+                                np.random.default_rng(s))['image']
+           for s in reversed(range(6))][::-1]
+  for a, b in zip(first, again):
+    np.testing.assert_array_equal(a, b)
