@@ -129,12 +129,13 @@ def test_numpy_resize_matches_tensorflow(box, size, channels):
 
 def test_light_data_modules_import_without_tensorflow():
   """`predict` and `restore` import these; the package itself imports
-  nothing, so they must not pull in TensorFlow, TFDS or grain."""
+  nothing, so they must not pull in TensorFlow, TFDS or grain (the pixel
+  code imports TensorFlow only when it first decodes)."""
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
   code = ('import sys\n'
           'import inception_jax.data.crops, inception_jax.data.normalization\n'
-          'import inception_jax.data.config\n'
+          'import inception_jax.data.config, inception_jax.data.preprocess\n'
           'heavy = [m for m in ("tensorflow", "tensorflow_datasets", "grain")\n'
           '         if m in sys.modules]\n'
           'assert not heavy, heavy\n')

@@ -2,9 +2,10 @@
 
 Nothing here is random: the training transform draws every choice first
 (`sampling.draw_train`) and passes the outcome in. Pixels keep one scale
-from decoding to normalisation: uint8 from the decoder, float32 on [0, 255]
-from the resize on (the photometric distortions included), until
-`normalization.normalize` maps them to the model's range.
+from decoding to normalisation: uint8 from the decoder (RGB stays 8-bit
+through resizing and flipping), float32 on [0, 255] where arithmetic needs
+it (the photometric distortions), until `normalization.normalize` maps them
+to the model's range.
 
 Every step is one call into a compiled library or a few whole-array NumPy
 operations, because per-example work runs once per image on the host's
