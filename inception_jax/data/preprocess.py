@@ -19,7 +19,8 @@ CPUs, which an accelerator can outrun:
   ``antialias=True``, exact area averaging, half-pixel nearest): PIL's 8-bit
   resampler for RGB uint8 images (within a grey level of TF's float output,
   bicubic clipped to [0, 255] as every 8-bit resampler does), float32
-  channels otherwise; OpenCV for area downscaling.
+  channels otherwise; OpenCV for area downscaling and for enlarging
+  bilinearly.
 - Photometric distortions as whole-array NumPy, saturation and hue through
   OpenCV's float HSV (one round trip when the two are drawn next to each
   other).
@@ -211,6 +212,13 @@ def resample(image: np.ndarray, shape: Sequence[int],
                      f'{", ".join(sampling.INTERPOLATIONS)}.')
   if _is_rgb8(image):
     image = np.ascontiguousarray(image)
+    if (method == 'bilinear' and height >= image.shape[0]
+        and width >= image.shape[1]):
+      # Enlarging, antialiasing changes nothing: TF's filter is plain
+      # half-pixel bilinear, which OpenCV does several times faster than
+      # PIL (and within a grey level of TF as well).
+      return cv2.resize(image, (width, height),
+                        interpolation=cv2.INTER_LINEAR)
     return np.asarray(Image.fromarray(image, 'RGB').resize(
         (width, height), _PIL_FILTERS[method]))
   if method == 'nearest':
