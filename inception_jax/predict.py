@@ -13,7 +13,9 @@ interpolation by the same function (`inception_jax.data.preprocess.resize`),
 grey images replicated to RGB, the same normalisation. Files are decoded
 with PIL, so that predicting needs neither TensorFlow nor the input
 pipeline; the tests check it against the pipeline's output. PNG pixels
-decode identically; JPEG decoders may differ by a grey level or so.
+decode identically; JPEG decoders may differ by a grey level or so, and a
+few where the evaluation decodes a large JPEG at a reduced scale
+(`inception_jax.data.preprocess.dct_ratio`), which predicting does not.
 """
 
 from __future__ import annotations

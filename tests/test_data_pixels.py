@@ -330,3 +330,38 @@ def test_train_transform_is_a_pure_function_of_the_generator():
            for s in reversed(range(6))][::-1]
   for a, b in zip(first, again):
     np.testing.assert_array_equal(a, b)
+
+
+def test_dct_ratio_keeps_the_crop_twice_the_output():
+  assert preprocess.dct_ratio((0, 0, 895, 2000), (224, 224), 'bilinear') == 1
+  assert preprocess.dct_ratio((0, 0, 896, 896), (224, 224), 'bilinear') == 2
+  assert preprocess.dct_ratio((5, 5, 1792, 1800), (224, 224), 'bicubic') == 4
+  assert preprocess.dct_ratio((0, 0, 4000, 3600), (224, 224), 'bilinear') == 8
+  assert preprocess.dct_ratio((0, 0, 900, 300), (100, 100), 'bilinear') == 1
+  for method in ('area', 'nearest'):  # They do not low-pass: full decode.
+    assert preprocess.dct_ratio((0, 0, 4000, 4000), (224, 224), method) == 1
+
+
+@pytest.mark.parametrize('method', ['bilinear', 'bicubic'])
+def test_dct_scaled_decode_stays_close_to_the_full_decode(method):
+  """A large crop decoded at a DCT-domain scale, then resized, against TF's
+  full decode and resize: a few grey levels at most, under one on average,
+  and just as sharp (the same spread of pixel values)."""
+  encoded = _encode(_photo(11, 1200, 1600))
+  for box in [(100, 200, 1000, 1300), (7, 13, 950, 905), (0, 0, 1200, 1600),
+              (3, 1, 1197, 1599)]:
+    assert preprocess.dct_ratio(box, (224, 224), method) == 2
+    got = preprocess.decode_crop_resized(encoded, box, (224, 224), method)
+    assert got.dtype == np.uint8 and got.shape == (224, 224, 3)
+    want = np.clip(tf_preprocess.resize(
+        tf_preprocess.decode_crop(encoded, box), (224, 224), method), 0, 255)
+    diff = np.abs(got.astype(np.float32) - want)
+    assert diff.max() <= 4.5, (box, diff.max())
+    assert diff.mean() < 0.8, (box, diff.mean())
+    assert abs(got.std() / want.std() - 1) < 0.01
+  # Small crops and the other filters decode in full, as `decode_crop`.
+  box = (301, 411, 460, 470)
+  np.testing.assert_array_equal(
+      preprocess.decode_crop_resized(encoded, box, (224, 224), method),
+      preprocess.resample(preprocess.decode_crop(encoded, box), (224, 224),
+                          method))

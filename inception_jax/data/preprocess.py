@@ -13,7 +13,9 @@ CPUs, which an accelerator can outrun:
 
 - JPEG: TensorFlow's fused decode-and-crop (libjpeg-turbo; only the rows and
   columns of the kept box go through the inverse DCT), one eager call. Its
-  pixels are the ones TFDS and `tf.image.decode_jpeg` give.
+  pixels are the ones TFDS and `tf.image.decode_jpeg` give. A crop at least
+  four times the output on each side is decoded at 1/2, 1/4 or 1/8 scale in
+  the DCT domain first (`dct_ratio`).
 - Resizing with the four interpolations the paper draws from, each the same
   filter as ``tf.image.resize`` (antialiased bilinear and bicubic as TF's
   ``antialias=True``, exact area averaging, half-pixel nearest): PIL's 8-bit
@@ -139,6 +141,59 @@ def decode_crop(encoded: bytes, box: crops.Box) -> np.ndarray:
   return decode(encoded)[top:top + h, left:left + w]
 
 
+# The JPEG decoder's DCT-domain downscales (libjpeg-turbo through TF).
+_DCT_RATIOS = (2, 4, 8)
+# Interpolations that low-pass when shrinking, so a decoder's downscale in
+# front of them changes little; area and nearest keep the full decode.
+_DCT_METHODS = ('bilinear', 'bicubic')
+
+
+def dct_ratio(box: crops.Box, shape: Sequence[int], method: str) -> int:
+  """How much a JPEG crop may shrink while it is decoded (1: not at all).
+
+  The largest of 2, 4, 8 that leaves the crop at least twice ``shape`` on
+  each side, for the antialiased interpolations only: the resize after it
+  still averages over two or more decoded pixels, so the result stays
+  within a few grey levels of a full decode (the tests hold the bound) at a
+  fraction of the cost for large photos.
+  """
+  _, _, h, w = box
+  ratio = 1
+  if method in _DCT_METHODS:
+    for r in _DCT_RATIOS:
+      if h >= 2 * r * shape[0] and w >= 2 * r * shape[1]:
+        ratio = r
+  return ratio
+
+
+def decode_crop_resized(encoded: bytes, box: crops.Box, shape: Sequence[int],
+                        method: str = 'bilinear') -> np.ndarray:
+  """``resample(decode_crop(encoded, box), shape, method)``, a large JPEG
+  crop decoded at 1/2, 1/4 or 1/8 scale first (`dct_ratio`).
+
+  The decoder only downscales whole pixels of the scaled image, so the
+  decoded part is rounded outwards and the resize takes the crop's exact
+  edges within it (PIL's sub-pixel ``box``): the crop does not move.
+  """
+  full = jpeg_shape(encoded) if is_jpeg(encoded) else None
+  ratio = dct_ratio(box, shape, method) if full is not None else 1
+  if ratio == 1:
+    return resample(decode_crop(encoded, box), shape, method)
+  top, left, h, w = box
+  # libjpeg's scaled output rounds up.
+  scaled_h, scaled_w = -(-full[0] // ratio), -(-full[1] // ratio)
+  t0, l0 = top // ratio, left // ratio
+  t1 = min(scaled_h, -(-(top + h) // ratio))
+  l1 = min(scaled_w, -(-(left + w) // ratio))
+  part = _tf().io.decode_and_crop_jpeg(
+      encoded, np.array([t0, l0, t1 - t0, l1 - l0], np.int32), channels=3,
+      ratio=ratio).numpy()
+  edges = (left / ratio - l0, top / ratio - t0, (left + w) / ratio - l0,
+           (top + h) / ratio - t0)
+  return np.asarray(Image.fromarray(part, 'RGB').resize(
+      (int(shape[1]), int(shape[0])), _PIL_FILTERS[method], box=edges))
+
+
 @dataclasses.dataclass(frozen=True)
 class EncodedImages:
   """Records that hold encoded image bytes (JPEG, sometimes PNG).
@@ -158,6 +213,11 @@ class EncodedImages:
     """uint8 [H, W, 3] of ``box`` (the whole image when None)."""
     return decode(record) if box is None else decode_crop(record, box)
 
+  def decode_resized(self, record: bytes, box: crops.Box,
+                     shape: Sequence[int], method: str) -> np.ndarray:
+    """``box`` resized to ``shape`` (`resample`'s types)."""
+    return decode_crop_resized(record, box, shape, method)
+
 
 @dataclasses.dataclass(frozen=True)
 class DecodedArrays:
@@ -176,6 +236,11 @@ class DecodedArrays:
     """uint8 [H, W, C] of ``box`` (the whole image when None)."""
     image = np.asarray(record)
     return image if box is None else crop(image, box)
+
+  def decode_resized(self, record, box: crops.Box, shape: Sequence[int],
+                     method: str) -> np.ndarray:
+    """``box`` resized to ``shape`` (`resample`'s types)."""
+    return resample(self.decode(record, box), shape, method)
 
 
 def _is_rgb8(image: np.ndarray) -> bool:
