@@ -68,7 +68,6 @@ import numpy as np
 
 from inception_jax import flops as flops_lib
 from inception_jax import mesh as mesh_lib
-from inception_jax import optim
 from inception_jax import steps as steps_lib
 from inception_jax.models import googlenet
 
@@ -245,17 +244,11 @@ class JaxBench:
     # As train.py builds them. The schedule's values do not change the
     # step's cost; one epoch of one step keeps them defined.
     opt = training_optimizer_config()
-    schedule = optim.create_learning_rate_schedule(
-        opt, batch_size=batch_size, steps_per_epoch=1,
-        total_steps=max(1, total_steps))
-    tx = optim.create_optimizer(opt, schedule)
+    tx, self._train = steps_lib.make_update(
+        self.model, opt, num_classes=num_classes, batch_size=batch_size,
+        steps_per_epoch=1, total_steps=max(1, total_steps), mesh=self.mesh)
     self.state = steps_lib.create_train_state(
         self.model, tx, seed=SEED, image_size=image_size, mesh=self.mesh)
-    self._train = steps_lib.make_train_step(
-        self.model, tx, schedule, steps_lib.StepSettings(
-            num_classes=num_classes, aux_weight=opt.aux_weight,
-            label_smoothing=opt.label_smoothing,
-            polyak_decay=opt.polyak_decay), self.mesh)
     self._eval = steps_lib.make_eval_step(self.model, num_classes, self.mesh)
     rng = np.random.RandomState(SEED + 2)
     images = rng.standard_normal(

@@ -61,3 +61,12 @@ class Evaluator:
             'top1': int(totals['top1']) / max(n, 1),
             'top5': int(totals['top5']) / max(n, 1),
             'num_examples': n}
+
+  def evaluate_state(self, state, raw: bool = False) -> Dict[str, float]:
+    """'eval/*' of a `TrainState`'s Polyak average; 'eval_raw/*' too if raw."""
+    scalars = {}
+    for prefix, polyak in [('eval', True)] + ([('eval_raw', False)]
+                                              if raw else []):
+      result = self.evaluate(state.eval_variables(polyak))
+      scalars.update({f'{prefix}/{k}': v for k, v in result.items()})
+    return scalars

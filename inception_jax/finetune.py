@@ -23,7 +23,7 @@ variables (BatchNorm's statistics):
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from flax import traverse_util
 import jax
@@ -135,14 +135,18 @@ def merge(target: Dict[str, Any], source: Dict[str, Any], *,
   return traverse_util.unflatten_dict(merged, sep='/'), report
 
 
-def init_from(state, path: str):
+def init_from(state, path: Optional[str]):
   """`state` (a fresh `TrainState`) with the checkpoint's variables merged.
+
+  No `path` (`config.init_from` unset): `state` as it is.
 
   The raw and Polyak-averaged copies both start from the merged variables,
   as separate buffers (the train step donates both); the optimiser's state
   (zero momentum) does not depend on their values. Merged arrays take the
   sharding of the leaves they replace.
   """
+  if not path:
+    return state
   restored = restore.load(path)
   merged, report = merge(
       jax.device_get({'params': state.params, **state.model_state}),

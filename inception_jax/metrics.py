@@ -180,6 +180,8 @@ class Progress:
              f'top1 {100 * scalars["train/top1"]:5.1f}%',
              f'lr {scalars["train/lr"]:.3g}',
              f'{scalars["train/images_per_sec"]:.0f} img/s',
+             f'data wait '
+             f'{100 * scalars.get("train/data_wait_fraction", 0.0):.0f}%',
              f'ETA {format_duration(eta)}']
     self.print(' | '.join(parts))
 

@@ -178,6 +178,26 @@ def make_train_step(model, tx, schedule, settings: StepSettings, mesh: Mesh,
                  compiler_options=compiler_options)
 
 
+def make_update(model, optimizer_cfg, *, num_classes: int, batch_size: int,
+                steps_per_epoch: int, total_steps: int, mesh: Mesh,
+                freeze: str = '') -> Tuple[optax.GradientTransformation,
+                                           Callable]:
+  """The optimiser and jitted train step of an ``optimizer`` config.
+
+  The one place a config's optimiser settings become a step: the trainer and
+  the benchmark both call it.
+  """
+  schedule = optim.create_learning_rate_schedule(
+      optimizer_cfg, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
+      total_steps=total_steps)
+  tx = optim.create_optimizer(optimizer_cfg, schedule, freeze)
+  settings = StepSettings(num_classes=num_classes,
+                          aux_weight=optimizer_cfg.aux_weight,
+                          label_smoothing=optimizer_cfg.label_smoothing,
+                          polyak_decay=optimizer_cfg.polyak_decay)
+  return tx, make_train_step(model, tx, schedule, settings, mesh)
+
+
 def make_eval_step(model, num_classes: int, mesh: Mesh) -> Callable:
   """``step(variables, global_batch) -> masked sums``, jitted."""
   step = functools.partial(eval_step, apply_fn=model.apply,

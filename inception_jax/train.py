@@ -15,6 +15,7 @@ step's metrics still on the device).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -33,7 +34,6 @@ from inception_jax import evaluator as evaluator_lib
 from inception_jax import finetune
 from inception_jax import mesh as mesh_lib
 from inception_jax import metrics as metrics_lib
-from inception_jax import optim
 from inception_jax import paths
 from inception_jax import steps
 from inception_jax import workdir_lock
@@ -45,6 +45,9 @@ from inception_jax.models import googlenet
 # oldest go (their finiteness checked), so memory stays bounded whatever the
 # logging interval.
 MAX_PENDING_STEPS = 1000
+# Above this share of the training time spent waiting for the next batch,
+# the end-of-run line calls the input the bottleneck.
+INPUT_BOUND_FRACTION = 0.1
 
 
 class NonFiniteError(FloatingPointError):
@@ -123,6 +126,11 @@ class TrainLog:
   steps call for them; then every pending step is checked for a non-finite
   loss or gradient. Images/s count training only: the clock restarts after
   the first step (compilation) and after every log, save and evaluation.
+
+  The data wait is the time `next()` on the input blocks the loop. JAX
+  dispatches steps asynchronously, so while the input keeps up `next()`
+  returns a prefetched batch as the device computes and the wait is near 0;
+  when it does not, the device idles for as long as the loop waits.
   """
 
   def __init__(self, writer, progress: metrics_lib.Progress, *,
@@ -133,10 +141,25 @@ class TrainLog:
     self.skip_nonfinite = skip_nonfinite
     self.start_step = start_step
     self.history: List[Tuple[int, Dict[str, Any]]] = []
+    # Seconds waited and trained over the written intervals of this session.
+    self.total_wait = self.total_time = 0.0
+    self.timed_steps = 0
     self.restart_clock(start_step)
 
   def restart_clock(self, step: int) -> None:
     self.interval_start, self.interval_step = time.time(), step
+    self.interval_wait = 0.0
+
+  def timed_next(self, iterator):
+    """`next(iterator)`, its wait added to the interval's."""
+    start = time.time()
+    batch = next(iterator)
+    self.interval_wait += time.time() - start
+    return batch
+
+  def wait_fraction(self) -> float:
+    """The share of this session's (logged) training time spent waiting."""
+    return self.total_wait / max(self.total_time, 1e-9)
 
   def add(self, step: int, metrics: Dict[str, jax.Array]) -> None:
     self.history.append((step, metrics))
@@ -162,6 +185,11 @@ class TrainLog:
     steps_done = max(1, step - self.interval_step)
     scalars = summarise(self.history)
     scalars['train/step_time'] = elapsed / steps_done
+    scalars['train/data_wait_fraction'] = min(
+        1.0, self.interval_wait / max(elapsed, 1e-9))
+    self.total_wait += self.interval_wait
+    self.total_time += elapsed
+    self.timed_steps += step - self.interval_step
     scalars['train/images_per_sec'] = (
         steps_done * self.batch_size / max(elapsed, 1e-9))
     scalars['train/epoch'] = step / self.steps_per_epoch
@@ -182,6 +210,39 @@ def banner(model, info, *, params: int, total_steps: int, batch_size: int,
           f'({jax.process_count()} process(es)); workdir {workdir}')
 
 
+def input_line(wait_fraction: float, data_cfg) -> str:
+  """Whether the step waited for its input, and what to set if it did."""
+  share = f'The step waited for its input {100 * wait_fraction:.0f}% of the '
+  if wait_fraction < INPUT_BOUND_FRACTION:
+    return share + 'training time: the input kept up.'
+  return share + (
+      f'training time: the input was the bottleneck. Give it more CPU: '
+      f'data.worker_count={data_cfg.worker_count} (worker processes; try '
+      f'the host\'s core count) and data.read_threads='
+      f'{data_cfg.read_threads}.')
+
+
+def _prepare(config, workdir: str):
+  """Paths made absolute, multi-host start-up, checks before any data."""
+  workdir = paths.resolve(workdir)
+  config = copy.deepcopy(config)
+  paths.resolve_config_paths(config)
+  # jax.distributed.initialize() must come before anything asks JAX for
+  # devices or the backend (the model's dtype 'auto' does).
+  mesh_lib.initialize_distributed(config.multihost)
+  compile_cache.configure(config.compilation_cache_dir, workdir)
+  validate_config(config)
+  return config, workdir
+
+
+def _metadata(model, info, config) -> Dict[str, Any]:
+  """What a loader needs without the training code (`restore.load`)."""
+  return {'model': googlenet.model_kwargs(model),
+          'image_size': config.data.image_size,
+          'dataset': {'name': info.name, 'num_classes': info.num_classes,
+                      'class_names': list(info.class_names)}}
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict, workdir: str, *,
     make_train_iter: Callable[..., Any] = pipeline.create_train_iterator,
@@ -200,46 +261,27 @@ def train_and_evaluate(
     The final metrics, plus 'preempted': True if SIGTERM stopped the run
     early (after saving a checkpoint).
   """
-  # --- Config: paths absolute, then checks that need no devices or data.
-  workdir = paths.resolve(workdir)
-  config = copy.deepcopy(config)
-  paths.resolve_config_paths(config)
-  # jax.distributed.initialize() must come before anything asks JAX for
-  # devices or the backend (the model's dtype 'auto' does).
-  mesh_lib.initialize_distributed(config.multihost)
-  compile_cache.configure(config.compilation_cache_dir, workdir)
-  validate_config(config)
+  config, workdir = _prepare(config, workdir)
   is_primary = jax.process_index() == 0
 
-  # --- Mesh.
+  # --- Mesh, input, model and update.
   mesh = mesh_lib.create_mesh()
-  mesh_lib.check_divisible(config.batch_size, mesh, 'batch_size')
-  mesh_lib.check_divisible(config.eval_batch_size, mesh, 'eval_batch_size')
+  for key in ('batch_size', 'eval_batch_size'):
+    mesh_lib.check_divisible(config[key], mesh, key)
   batch_sharding = mesh_lib.batch_sharded(mesh)
-
-  # --- Input and model.
   info = datasets.get_dataset_info(config.data)
   model = googlenet.model_from_config(config.model, info.num_classes)
   steps_per_epoch = max(1, info.num_train // config.batch_size)
   total_steps = total_steps_of(config, steps_per_epoch)
   evaluator = evaluator_lib.Evaluator(model, config.data, mesh=mesh,
                                       batch_size=config.eval_batch_size)
+  tx, train_step = steps.make_update(
+      model, config.optimizer, num_classes=info.num_classes,
+      batch_size=config.batch_size, steps_per_epoch=steps_per_epoch,
+      total_steps=total_steps, mesh=mesh, freeze=config.get('freeze', ''))
 
-  # --- Update.
-  schedule = optim.create_learning_rate_schedule(
-      config.optimizer, batch_size=config.batch_size,
-      steps_per_epoch=steps_per_epoch, total_steps=total_steps)
-  tx = optim.create_optimizer(config.optimizer, schedule,
-                              config.get('freeze', ''))
-  train_step = steps.make_train_step(
-      model, tx, schedule, steps.StepSettings(
-          num_classes=info.num_classes,
-          aux_weight=config.optimizer.aux_weight,
-          label_smoothing=config.optimizer.label_smoothing,
-          polyak_decay=config.optimizer.polyak_decay), mesh)
-
-  # --- Checkpoint: resume from the newest complete one, or start afresh.
-  # One trainer per workdir (process 0 holds it for the run), before any write.
+  # --- Checkpoint: one trainer per workdir (process 0 holds the lock), then
+  # the newest complete checkpoint, or a fresh start.
   lock = workdir_lock.acquire_for_run(workdir, is_primary)
   if is_primary:
     _write_config(workdir, config)
@@ -248,34 +290,20 @@ def train_and_evaluate(
                                seed=config.seed)
   init_args = dict(seed=config.seed, image_size=config.data.image_size,
                    mesh=mesh)
-
-  def init():
-    # A fresh start only: a resumed fine-tuning run never rereads init_from.
-    state = steps.create_train_state(model, tx, **init_args)
-    if config.get('init_from'):
-      state = finetune.init_from(state, config.init_from)
-    return state
-
   state, clock = ckpt.restore_or_init(
-      init=init,
+      # A resumed fine-tuning run never rereads init_from.
+      init=lambda: finetune.init_from(
+          steps.create_train_state(model, tx, **init_args),
+          config.get('init_from')),
       abstract=lambda: steps.abstract_train_state(model, tx, **init_args),
       train_iter=train_iter, worker_count=config.data.worker_count)
   resumed, clock = clock is not None, clock or checkpointing.Clock()
   start_step = int(jax.device_get(state.step))
-  metadata = {
-      'model': googlenet.model_kwargs(model),
-      'image_size': config.data.image_size,
-      'dataset': {'name': info.name, 'num_classes': info.num_classes,
-                  'class_names': list(info.class_names)}}
-  writer = metrics_lib.create_writer(
-      workdir, is_primary=is_primary,
-      resume_step=start_step if resumed else None)
-  progress = metrics_lib.Progress(
-      total_steps=total_steps, steps_per_epoch=steps_per_epoch,
-      enabled=is_primary, previous_seconds=clock.wall_time_sec)
-  log = TrainLog(writer, progress, batch_size=config.batch_size,
-                 steps_per_epoch=steps_per_epoch,
-                 skip_nonfinite=config.skip_nonfinite, start_step=start_step)
+  writer, progress, log = _logs(workdir, config, is_primary=is_primary,
+                                start_step=start_step, resumed=resumed,
+                                clock=clock, total_steps=total_steps,
+                                steps_per_epoch=steps_per_epoch)
+  metadata = _metadata(model, info, config)
 
   def save(step: int) -> None:
     clock.wall_time_sec = progress.total_elapsed()
@@ -285,11 +313,7 @@ def train_and_evaluate(
               clock=clock)
 
   def evaluate(step: int) -> Dict[str, float]:
-    scalars = {}
-    for prefix, polyak in [('eval', True)] + (
-        [('eval_raw', False)] if config.eval_raw else []):
-      result = evaluator.evaluate(state.eval_variables(polyak))
-      scalars.update({f'{prefix}/{k}': v for k, v in result.items()})
+    scalars = evaluator.evaluate_state(state, raw=config.eval_raw)
     writer.write_scalars(step, scalars)
     progress.eval_line(step, scalars)
     return scalars
@@ -304,9 +328,9 @@ def train_and_evaluate(
   # --- Loop: every periodic action is "if it is time: do it".
   eval_scalars: Dict[str, float] = {}
   preempted = False
-  with mesh_lib.PreemptionSignal() as preemption:
+  with mesh_lib.PreemptionSignal() as preemption, _drain_on_error(ckpt):
     for step in range(start_step + 1, total_steps + 1):
-      batch = mesh_lib.to_global(next(train_iter), batch_sharding)
+      batch = mesh_lib.to_global(log.timed_next(train_iter), batch_sharding)
       state, step_metrics = train_step(state, batch)
       log.add(step, step_metrics)
       if on_step is not None:
@@ -317,11 +341,7 @@ def train_and_evaluate(
       eval_now = itstime(step, config.eval_every_steps, total_steps)
       preempted = preemption.reached(step)
       if log_now or save_now or preempted or log.full:
-        try:
-          log.check()
-        except NonFiniteError:
-          ckpt.wait_until_finished()  # the last finite state, to disk
-          raise
+        log.check()  # raises NonFiniteError
       if log_now:
         log.write(step, int(jax.device_get(state.nonfinite_steps)))
       if save_now or preempted:
@@ -337,22 +357,61 @@ def train_and_evaluate(
         log.restart_clock(step)
 
   # --- End: a summary (a finished run rerun evaluates once more).
-  step = int(jax.device_get(state.step))
   if not preempted and not eval_scalars:
-    eval_scalars = evaluate(step)
+    eval_scalars = evaluate(int(jax.device_get(state.step)))
   ckpt.wait_until_finished()
   ckpt.close()
-  writer.flush()
   writer.close()
+  summary = _finish(state, eval_scalars, preempted=preempted, log=log,
+                    workdir=workdir, is_primary=is_primary,
+                    checkpoints=ckpt.directory, data_cfg=config.data)
+  lock.release()
+  return summary
+
+
+@contextlib.contextmanager
+def _drain_on_error(ckpt: checkpointing.Checkpoints):
+  """On an error (a non-finite step), the last good save reaches the disk."""
+  try:
+    yield
+  except BaseException:
+    ckpt.wait_until_finished()
+    raise
+
+
+def _logs(workdir: str, config, *, is_primary: bool, start_step: int,
+          resumed: bool, clock: checkpointing.Clock, total_steps: int,
+          steps_per_epoch: int):
+  """The metric writer, the progress line and the step metrics' log."""
+  writer = metrics_lib.create_writer(
+      workdir, is_primary=is_primary,
+      resume_step=start_step if resumed else None)
+  progress = metrics_lib.Progress(
+      total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+      enabled=is_primary, previous_seconds=clock.wall_time_sec)
+  log = TrainLog(writer, progress, batch_size=config.batch_size,
+                 steps_per_epoch=steps_per_epoch,
+                 skip_nonfinite=config.skip_nonfinite, start_step=start_step)
+  return writer, progress, log
+
+
+def _finish(state, eval_scalars: Dict[str, float], *, preempted: bool,
+            log: TrainLog, workdir: str, is_primary: bool, checkpoints,
+            data_cfg) -> Dict[str, Any]:
+  """The run's summary; summary.json and the closing lines if it finished."""
+  step = int(jax.device_get(state.step))
+  progress = log.progress
   summary = dict(eval_scalars, step=step, preempted=preempted,
                  wall_time_sec=progress.total_elapsed(),
                  session_wall_time_sec=progress.elapsed(),
-                 nonfinite_steps=int(jax.device_get(state.nonfinite_steps)))
+                 nonfinite_steps=int(jax.device_get(state.nonfinite_steps)),
+                 data_wait_fraction=log.wait_fraction())
   if not preempted:
     if is_primary:
       # Written last: its presence marks a finished run (experiments.run).
       (epath.Path(workdir) / 'summary.json').write_text(
           json.dumps(summary, indent=2))
-    progress.done_line(step, eval_scalars, ckpt.directory, workdir)
-  lock.release()
+    progress.done_line(step, eval_scalars, checkpoints, workdir)
+  if log.timed_steps:
+    progress.print(input_line(log.wait_fraction(), data_cfg))
   return summary

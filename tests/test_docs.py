@@ -51,8 +51,22 @@ HOW = [
      r'--config\.data\.name=image_folder --config\.data\.root=FOLDER ',
      ['--config.data.image_size=32', '--config.batch_size=8',
       '--config.eval_batch_size=8', '--config.total_steps=1',
-      '--config.log_every_steps=1'], 'Done: 1 steps'),
+      '--config.log_every_steps=1',
+      # No grain worker processes (ImageNet's 16 each import TensorFlow) and
+      # XLA's own gradients (a third less compile time, same numbers): the
+      # full-width network's compilation dominates on 2 cores.
+      '--config.data.worker_count=0', '--config.model.conv_grad=xla',
+      '--config.model.max_pool_grad=xla'], 'Done: 1 steps'),
     (r'-m inception_jax\.evaluate --workdir=runs/mine$', [], 'top-1'),
+    # Fashion-MNIST as a PNG folder (20 images a split), then trained by
+    # configs/image_folder.py.
+    (r'-m experiments\.fashion_mnist_png --out=fashion_mnist_png$',
+     ['--limit=20'], '"train": 20'),
+    (r'-m inception_jax\.main --config=configs/image_folder\.py:'
+     r'root=fashion_mnist_png,epochs=5 --workdir=runs/fm_png$',
+     ['--config.total_steps=1', '--config.log_every_steps=1',
+      '--config.model.width=0.0625', '--config.batch_size=8',
+      '--config.eval_batch_size=8'], 'Done: 1 steps'),
     (r'-m inception_jax\.data\.benchmark --dataset=jpeg ',
      ['--num_batches=2', '--num_images=16', '--batch_size=8'],
      'images_per_cpu_s'),

@@ -66,6 +66,9 @@ def test_converted_weights_evaluate_like_torchvision(tiny_imagenet,
   config = imagenet.get_config('variant=torchvision')
   config.data.manual_dir = manual
   config.data.data_dir = data_dir
+  # ImageNet's 16 grain worker processes would each import TensorFlow to
+  # read 3 images.
+  config.data.worker_count = 0
   # The data config's preprocessing is replaced by the checkpoint's.
   config.data.normalization = 'minus_one_one'
   config.data.eval_crop_fraction = 1.0
@@ -106,6 +109,9 @@ def test_a_class_count_that_is_not_the_data_is_one_line(
   config = imagenet.get_config('variant=torchvision')
   config.data.manual_dir = manual
   config.data.data_dir = data_dir
+  # ImageNet's 16 grain worker processes would each import TensorFlow to
+  # read 3 images.
+  config.data.worker_count = 0
   with pytest.raises(ValueError, match='has 10 outputs but imagenet2012 '
                      'has 1000 classes'):
     evaluate.evaluate_checkpoint(tiny_run, config=config, batch_size=8,

@@ -6,6 +6,9 @@ Compilation dominates on a small CPU, so the models are tiny (width 1/16,
 numbers' agreement matters.
 """
 
+import json
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,8 +22,9 @@ from inception_jax import mesh as mesh_lib
 from inception_jax import optim
 from inception_jax import steps
 from inception_jax import train
+from inception_jax.data import pipeline
 from inception_jax.models import googlenet
-from tests.helpers import FAST_COMPILE
+from tests.helpers import FAST_COMPILE, tiny_config
 
 
 # --- Schedules and optimiser. ------------------------------------------------
@@ -127,6 +131,51 @@ def test_config_model_is_the_constructor_arguments():
 def test_itstime_every_n_steps_and_at_the_end():
   assert [s for s in range(1, 11) if train.itstime(s, 4, 10)] == [4, 8, 10]
   assert [s for s in range(1, 11) if train.itstime(s, 0, 10)] == [10]
+
+
+def test_input_line_names_the_bottleneck_and_the_fix():
+  data = tiny_config().data
+  assert train.input_line(0.02, data).endswith('the input kept up.')
+  slow = train.input_line(0.6, data)
+  assert '60%' in slow and 'bottleneck' in slow
+  assert f'data.worker_count={data.worker_count}' in slow
+  assert 'data.read_threads=' in slow
+
+
+class SlowInput:
+  """The real input, each batch `seconds` late (a starved accelerator)."""
+
+  def __init__(self, iterator, seconds):
+    self.iterator, self.seconds = iterator, seconds
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    time.sleep(self.seconds)
+    return next(self.iterator)
+
+  def get_state(self):
+    return self.iterator.get_state()
+
+  def set_state(self, state):
+    self.iterator.set_state(state)
+
+
+def test_data_wait_fraction_measures_a_slow_input(tmp_path, capsys):
+  def make(*args, **kwargs):
+    return SlowInput(pipeline.create_train_iterator(*args, **kwargs), 0.5)
+  summary = train.train_and_evaluate(
+      tiny_config(total_steps=6, checkpoint_every_steps=0), str(tmp_path),
+      make_train_iter=make)
+  records = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]
+  waits = [r['train/data_wait_fraction'] for r in records
+           if 'train/data_wait_fraction' in r]
+  # Logs at steps 2, 4 and 6 (the first step's compilation is not timed).
+  assert len(waits) == 3 and all(0.5 < w <= 1 for w in waits), waits
+  assert 0.5 < summary['data_wait_fraction'] <= 1
+  out = capsys.readouterr().out
+  assert 'data wait' in out and 'the input was the bottleneck' in out
 
 
 # --- The sharded step. -----------------------------------------------------------

@@ -4,25 +4,35 @@ r"""How fast the training input pipeline runs on this host's CPUs.
   python -m inception_jax.data.benchmark --dataset=jpeg --num_batches=20
   python -m inception_jax.data.benchmark --dataset=fashion_mnist \\
       --image_size=64 --num_batches=50
+  python -m inception_jax.data.benchmark --dataset=folder_vs_native \\
+      --root=FOLDER --image_size=32 --batch_size=128
 
 ``jpeg`` writes synthetic photos of about 500x375 (the ImageNet average) as
 an image folder and times the ImageNet training path on them: fused JPEG
 decode-and-crop, random interpolation, flip, colour distortions.
 ``fashion_mnist`` times the bundled run's preprocessing (that of
-configs/fashion_mnist.py) on the prepared Fashion-MNIST. The last
-line printed is JSON with images/s, the worker processes used and images/s
-per CPU core, plus images per CPU-second of the whole process (all threads)
-when there are no workers, the figure that says how many cores a given
-accelerator throughput needs.
+configs/fashion_mnist.py) on the prepared Fashion-MNIST. ``image_folder``
+times the same preprocessing on the image folder ``--root`` (small images:
+what configs/image_folder.py sets for them), its records read as
+``--cache_decoded`` says. ``folder_vs_native`` times, in one process and
+taking turns for ``--rounds`` rounds so that the machine's load falls on
+all alike, the native Fashion-MNIST records and the folder ``--root``
+(experiments/fashion_mnist_png.py writes Fashion-MNIST as one) both from its
+decoded cache and decoded per step; each figure is the median of its rounds.
+The last line printed is JSON with images/s, the worker processes used and
+images/s per CPU core, plus images per CPU-second of the whole process (all
+threads) when there are no workers, the figure that says how many cores a
+given accelerator throughput needs.
 
-``--peer=tfdata`` (``jpeg`` only) times, in the same process and on the same
-files, the tf.data pipeline of flax's ``examples/imagenet`` (graph-mode
-``decode_and_crop_jpeg`` of a ``sample_distorted_bounding_box`` crop of 8-100%
-of the area at 3:4 to 4:3, bicubic resize, flip, mean/std normalisation,
-``map(num_parallel_calls=AUTOTUNE)``), then this project's path doing the
-same work (no colour distortions, bilinear only), then the paper's full
-augmentation, and only decoding the same JPEGs (the floor that no
-preprocessing goes below). It prints a table and, last, JSON with each
+``--peer=tfdata`` (``jpeg`` only) times, in the same process and on the
+same files, the tf.data pipeline of flax's ``examples/imagenet``
+(graph-mode ``decode_and_crop_jpeg`` of a ``sample_distorted_bounding_box``
+crop of 8-100% of the area at 3:4 to 4:3, bicubic resize, flip, mean/std
+normalisation, ``map(num_parallel_calls=AUTOTUNE)``), then this project's
+path doing the same work (no colour distortions, bilinear only), then the
+paper's full augmentation, both decoding the JPEGs every step as tf.data
+does (not from the decoded cache), and only decoding the same JPEGs (the
+floor that no preprocessing goes below). It prints a table and, last, JSON with each
 figure and the ratios to tf.data per CPU-second. The pipelines take turns
 ``--rounds`` times and each keeps its best round, so a burst of load from
 elsewhere on the host hits one round rather than one pipeline.
@@ -216,13 +226,16 @@ def compare_with_tfdata(cfg, batch_size: int, num_batches: int,
   classes = sorted({os.path.basename(os.path.dirname(p)) for p in paths})
   labels = [classes.index(os.path.basename(os.path.dirname(p)))
             for p in paths]
-  same_work = cfg.copy_and_resolve_references()
+  # The JPEG path: decoded every step, as tf.data does, not from the cache.
+  paper = cfg.copy_and_resolve_references()
+  paper.cache_decoded = 'never'
+  same_work = paper.copy_and_resolve_references()
   same_work.update(distort_color=False, random_interpolation=False)
   pipelines: Dict[str, Callable[[], Iterator]] = {
       'tfdata': lambda: tfdata_reference(paths, labels, cfg.image_size,
                                          batch_size),
       'ours_same_work': lambda: _train_iterator(same_work, batch_size),
-      'ours_paper': lambda: _train_iterator(cfg, batch_size),
+      'ours_paper': lambda: _train_iterator(paper, batch_size),
   }
   best: Dict[str, dict] = {}
   for _ in range(rounds):
@@ -262,19 +275,59 @@ def format_table(result: dict) -> str:
   return '\n'.join(rows)
 
 
-def benchmark_config(dataset: str, image_size: int, worker_count: int):
+def benchmark_config(dataset: str, image_size: int, worker_count: int,
+                     root: str = None, cache_decoded: str = 'auto'):
   """The data config timed: the paper's recipe for ``jpeg``, the bundled
-  run's (configs/fashion_mnist.py) for ``fashion_mnist``."""
+  run's (configs/fashion_mnist.py) for ``fashion_mnist`` and for
+  ``image_folder`` (configs/image_folder.py's for small images)."""
   cfg = config_lib.default_config()
   cfg.image_size = image_size
   cfg.worker_count = worker_count
   if dataset == 'jpeg':
     cfg.name = 'image_folder'
   else:
-    cfg.name = 'fashion_mnist'
+    cfg.name = dataset
     cfg.update(crop='random_resized', distort_color=False,
                random_interpolation=False, eval_crop_fraction=1.0)
+  if dataset == 'image_folder':
+    if not root:
+      raise ValueError(f'--dataset={dataset} needs --root=FOLDER (an image '
+                       'folder root/<split>/<label>/*).')
+    cfg.update(root=root, cache_decoded=cache_decoded)
   return cfg
+
+
+# folder_vs_native's contenders: (name, data set, data.cache_decoded).
+CONTENDERS = (('fashion_mnist', 'fashion_mnist', 'auto'),
+              ('image_folder_cached', 'image_folder', 'always'),
+              ('image_folder_decoded_per_step', 'image_folder', 'never'))
+
+
+def folder_vs_native(f, data_dir: str) -> dict:
+  """Times the contenders in turns; the median images/s of each."""
+  configs = {}
+  for name, dataset, cache in CONTENDERS:
+    cfg = benchmark_config(dataset, f.image_size, f.worker_count, f.root,
+                           cache)
+    cfg.data_dir = data_dir
+    datasets.prepare_builder(cfg)
+    configs[name] = cfg
+  rounds = {name: [] for name in configs}
+  for _ in range(f.rounds):
+    for name, cfg in configs.items():
+      rounds[name].append(run(cfg, f.batch_size, f.num_batches))
+  result = {}
+  for name, runs in rounds.items():
+    speeds = [r['images_per_s'] for r in runs]
+    result[name] = {'images_per_s': float(np.median(speeds)),
+                    'rounds_images_per_s': speeds,
+                    'images_per_cpu_s': float(np.median(
+                        [r.get('images_per_cpu_s', 0) for r in runs]))}
+  native = result['fashion_mnist']['images_per_s']
+  for name in result:
+    result[name]['vs_native'] = round(result[name]['images_per_s'] / native,
+                                      3)
+  return result
 
 
 def main(argv: Sequence[str]) -> None:
@@ -288,9 +341,21 @@ def main(argv: Sequence[str]) -> None:
                      '--worker_count.')
   if f.rounds < 1:
     raise ValueError(f'--rounds={f.rounds}: it must be at least 1.')
-  cfg = benchmark_config(f.dataset, f.image_size, f.worker_count)
   with tempfile.TemporaryDirectory() as tmp:
-    cfg.data_dir = f.data_dir or os.path.join(tmp, 'tfds')
+    data_dir = f.data_dir or os.path.join(tmp, 'tfds')
+    if f.dataset == 'folder_vs_native':
+      if not f.root:
+        raise ValueError('--dataset=folder_vs_native needs --root=FOLDER '
+                         '(experiments/fashion_mnist_png.py writes one).')
+      result = {'contenders': folder_vs_native(f, data_dir),
+                'rounds': f.rounds, 'num_batches': f.num_batches}
+      result.update(dataset=f.dataset, image_size=f.image_size,
+                    batch_size=f.batch_size, cpu_count=os.cpu_count())
+      print(json.dumps(result))
+      return
+    cfg = benchmark_config(f.dataset, f.image_size, f.worker_count, f.root,
+                           f.cache_decoded)
+    cfg.data_dir = data_dir
     extra = {}
     if f.dataset == 'jpeg':
       cfg.root = os.path.join(tmp, 'images')
@@ -302,6 +367,8 @@ def main(argv: Sequence[str]) -> None:
                                    f.rounds)
       print(format_table(result))
     else:
+      if cfg.name == 'image_folder':
+        extra['cached'] = datasets.uses_decoded_cache(cfg)
       result = run(cfg, f.batch_size, f.num_batches)
   result.update(dataset=f.dataset, image_size=cfg.image_size,
                 batch_size=f.batch_size, cpu_count=os.cpu_count(), **extra)
@@ -309,21 +376,26 @@ def main(argv: Sequence[str]) -> None:
 
 
 def define_flags() -> None:
-  flags.DEFINE_enum('dataset', 'jpeg', ['jpeg', 'fashion_mnist'],
+  flags.DEFINE_enum('dataset', 'jpeg', ['jpeg', 'fashion_mnist',
+                                        'image_folder', 'folder_vs_native'],
                     'Which pipeline to time.')
   flags.DEFINE_enum('peer', 'none', list(PEERS),
                     'tfdata: also time flax examples/imagenet\'s tf.data '
                     'input on the same JPEGs, and compare (--dataset=jpeg).')
-  flags.DEFINE_integer('rounds', 1,
-                       'With --peer: turns each pipeline takes; the best '
-                       'counts.')
-  flags.DEFINE_integer('num_batches', 20, 'Batches timed.')
+  flags.DEFINE_integer('num_batches', 20, 'Batches timed (per round).')
   flags.DEFINE_integer('batch_size', 64, 'Images per batch.')
   flags.DEFINE_integer('image_size', 224, 'Model input side.')
   flags.DEFINE_integer('worker_count', 0,
                        'grain worker processes (0: main process).')
   flags.DEFINE_integer('num_images', 200,
                        'JPEGs generated for --dataset=jpeg.')
+  cli.DEFINE_path('root', None, 'The image folder for --dataset=image_folder '
+                  'and folder_vs_native.')
+  flags.DEFINE_enum('cache_decoded', 'auto', ['auto', 'always', 'never'],
+                    'data.cache_decoded for --dataset=image_folder.')
+  flags.DEFINE_integer('rounds', 3, 'Turns each contender takes: for '
+                       '--dataset=folder_vs_native (the median counts) and '
+                       '--peer=tfdata (the best counts).')
   cli.DEFINE_path('data_dir', None,
                   'Where to prepare TFDS data (default: a temp dir).')
 

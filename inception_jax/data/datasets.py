@@ -4,7 +4,9 @@ Every data set ends up as a TFDS data set in the ``array_record`` format,
 whose ``as_data_source`` gives the random access by index that grain needs
 for a shuffled, sharded and exactly resumable order. `RECORD_FORMATS` says,
 once per data set, whether its records hold encoded image bytes or decoded
-arrays; nothing else in the pipeline looks at the data set's name.
+arrays; nothing else in the pipeline looks at the data set's name. An image
+folder whose decoded pixels fit a budget is read from a decoded cache
+instead (`data.cache_decoded`, see `decoded_cache`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import List, Optional, Tuple
 import tensorflow_datasets as tfds
 
 from inception_jax.data import config as config_lib
+from inception_jax.data import decoded_cache
 from inception_jax.data import fashion_mnist
 from inception_jax.data import image_folder
 from inception_jax.data import imagenet
@@ -128,11 +131,34 @@ def get_dataset_info(data_cfg) -> DatasetInfo:
       class_names=list(label.names), num_train=_num_examples(builder, train))
 
 
+# Whether each prepared image folder reads decoded pixels, decided once per
+# process (the decision samples records) and shared by all of its splits.
+_CACHED = {}
+
+
+def uses_decoded_cache(data_cfg) -> bool:
+  """Whether ``data_cfg``'s records come from the decoded cache.
+
+  Only image folders are cached: ImageNet's JPEGs are far over any memory
+  budget, and Fashion-MNIST's records are decoded arrays already.
+  """
+  mode = decoded_cache.check_mode(data_cfg.cache_decoded)
+  if data_cfg.name != 'image_folder' or mode == 'never':
+    return False
+  builder = prepare_builder(data_cfg)
+  key = (os.fspath(builder.data_dir), mode)
+  if key not in _CACHED:
+    _CACHED[key] = decoded_cache.should_cache(builder, mode)
+  return _CACHED[key]
+
+
 def record_format(data_cfg):
   """How ``data_cfg.name``'s records hold their image (see RECORD_FORMATS)."""
   if data_cfg.name not in RECORD_FORMATS:
     raise ValueError(f'Unknown data.name {data_cfg.name!r}; expected one of '
                      f'{", ".join(config_lib.DATASET_NAMES)}.')
+  if uses_decoded_cache(data_cfg):
+    return decoded_cache.CachedImages()
   return RECORD_FORMATS[data_cfg.name]
 
 
@@ -141,6 +167,8 @@ def data_source(data_cfg, split: str):
   as `record_format` says."""
   builder = prepare_builder(data_cfg)
   _check_split(builder, data_cfg, split)
+  if uses_decoded_cache(data_cfg):
+    return decoded_cache.DecodedSource(builder, split)
   decoders = None
   if record_format(data_cfg).encoded:
     decoders = {'image': tfds.decode.SkipDecoding()}
