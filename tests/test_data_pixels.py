@@ -59,13 +59,11 @@ def test_rgb8_resize_matches_tensorflow(method):
 @pytest.mark.parametrize('method', sampling.INTERPOLATIONS)
 @pytest.mark.parametrize('channels', [1, 3])
 def test_float_resize_matches_tensorflow(method, channels):
-  """Anything but RGB uint8 (Fashion-MNIST's grey arrays, float crops) is
+  """Float arrays (crops of resized images, anything not 8-bit) are
   resampled in float32, unclipped, as TF does."""
   rng = np.random.default_rng(channels)
-  for dtype in (np.uint8, np.float32):
+  for dtype in (np.float32, np.float64):
     image = rng.integers(0, 256, (28, 28, channels)).astype(dtype)
-    if dtype == np.uint8 and channels == 3:
-      continue  # The 8-bit path, above.
     for box, size in [((2, 3, 22, 20), 48), ((0, 0, 28, 28), 17),
                       ((5, 1, 17, 26), 20)]:
       cropped = preprocess.crop(image, box)
@@ -74,6 +72,25 @@ def test_float_resize_matches_tensorflow(method, channels):
       assert got.shape == want.shape == (size, size, channels)
       np.testing.assert_allclose(got, want, rtol=0, atol=2e-3,
                                  err_msg=f'{method} {box} {dtype}')
+
+
+@pytest.mark.parametrize('method', sampling.INTERPOLATIONS)
+def test_grey_uint8_resize_is_the_rgb_resize_of_the_same_pixels(method):
+  """Fashion-MNIST's arrays and the decoded cache's grey images take the
+  8-bit path too, channel for channel what the same image decoded to RGB
+  gets, so cached and encoded records give the same batches."""
+  grey = _photo(2, 60, 45)[..., :1]
+  for box, size in [((2, 3, 50, 40), 32), ((0, 0, 60, 45), 90),
+                    ((5, 1, 17, 26), 20), ((1, 1, 40, 20), 30)]:
+    got = preprocess.resize(preprocess.crop(grey, box), (size, size), method)
+    rgb = preprocess.resize(preprocess.crop(np.repeat(grey, 3, -1), box),
+                            (size, size), method)
+    assert got.shape == (size, size, 1)
+    np.testing.assert_array_equal(np.repeat(got, 3, -1), rgb)
+    want = np.clip(tf_preprocess.resize(preprocess.crop(grey, box),
+                                        (size, size), method), 0, 255)
+    np.testing.assert_allclose(got, want, rtol=0, atol={
+        'nearest': 0, 'area': 1e-2}.get(method, RGB8_RESIZE_ATOL))
 
 
 def test_unknown_interpolation_is_named():

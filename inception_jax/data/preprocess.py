@@ -19,9 +19,9 @@ CPUs, which an accelerator can outrun:
 - Resizing with the four interpolations the paper draws from, each the same
   filter as ``tf.image.resize`` (antialiased bilinear and bicubic as TF's
   ``antialias=True``, exact area averaging, half-pixel nearest): PIL's 8-bit
-  resampler for RGB uint8 images (within a grey level of TF's float output,
-  bicubic clipped to [0, 255] as every 8-bit resampler does), float32
-  channels otherwise; OpenCV for area downscaling and for enlarging
+  resampler for grey and RGB uint8 images (within a grey level of TF's float
+  output, bicubic clipped to [0, 255] as every 8-bit resampler does),
+  float32 channels otherwise; OpenCV for area downscaling and for enlarging
   bilinearly.
 - Photometric distortions as whole-array NumPy, saturation and hue through
   OpenCV's float HSV (one round trip when the two are drawn next to each
@@ -243,8 +243,13 @@ class DecodedArrays:
     return resample(self.decode(record, box), shape, method)
 
 
-def _is_rgb8(image: np.ndarray) -> bool:
-  return image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+# PIL's 8-bit modes by channel count: grey and RGB.
+_PIL_MODES = {1: 'L', 3: 'RGB'}
+
+
+def _is_8bit(image: np.ndarray) -> bool:
+  return (image.dtype == np.uint8 and image.ndim == 3
+          and image.shape[2] in _PIL_MODES)
 
 
 def resize(image, shape: Sequence[int], method: str = 'bilinear'
@@ -252,9 +257,11 @@ def resize(image, shape: Sequence[int], method: str = 'bilinear'
   """Resizes [H, W, C] to ``shape`` as float32 on [0, 255].
 
   The filter is ``tf.image.resize``'s for ``method`` (antialiased for
-  bilinear and bicubic). RGB uint8 images go through PIL's 8-bit resampler,
-  within a grey level of TensorFlow's float result (the tests hold the
-  bound); any other array is resampled in float32, equal to it to 1e-3.
+  bilinear and bicubic). Grey and RGB uint8 images go through 8-bit
+  resamplers, within a grey level of TensorFlow's float result (the tests
+  hold the bound), and a grey image gives exactly the channels of the same
+  image decoded to RGB, so the decoded cache and the encoded records agree;
+  any other array is resampled in float32, equal to TF's to 1e-3.
   """
   return resample(np.asarray(image), shape, method).astype(np.float32,
                                                           copy=False)
@@ -262,7 +269,7 @@ def resize(image, shape: Sequence[int], method: str = 'bilinear'
 
 def resample(image: np.ndarray, shape: Sequence[int],
              method: str = 'bilinear') -> np.ndarray:
-  """`resize` that keeps RGB uint8 as uint8, the rest as float32.
+  """`resize` that keeps grey and RGB uint8 as uint8, the rest float32.
 
   Flipping and cropping 8-bit pixels, and converting once at the end,
   costs a fraction of the same on floats.
@@ -275,19 +282,25 @@ def resample(image: np.ndarray, shape: Sequence[int],
   if method not in _PIL_FILTERS:
     raise ValueError(f'Unknown interpolation {method!r}; expected one of '
                      f'{", ".join(sampling.INTERPOLATIONS)}.')
-  if _is_rgb8(image):
+  if method == 'nearest':
+    # PIL's nearest rounds ties its own way; this is TF's, exactly.
+    out = _resize_nearest(image, height, width)
+    return out if _is_8bit(image) else out.astype(np.float32, copy=False)
+  if _is_8bit(image):
+    channels = image.shape[2]
     image = np.ascontiguousarray(image)
     if (method == 'bilinear' and height >= image.shape[0]
         and width >= image.shape[1]):
       # Enlarging, antialiasing changes nothing: TF's filter is plain
       # half-pixel bilinear, which OpenCV does several times faster than
       # PIL (and within a grey level of TF as well).
-      return cv2.resize(image, (width, height),
-                        interpolation=cv2.INTER_LINEAR)
-    return np.asarray(Image.fromarray(image, 'RGB').resize(
-        (width, height), _PIL_FILTERS[method]))
-  if method == 'nearest':
-    return _resize_nearest(image, height, width).astype(np.float32)
+      out = cv2.resize(image, (width, height),
+                       interpolation=cv2.INTER_LINEAR)
+    else:
+      out = np.asarray(Image.fromarray(
+          image[..., 0] if channels == 1 else image, _PIL_MODES[channels])
+                       .resize((width, height), _PIL_FILTERS[method]))
+    return out.reshape(height, width, channels)
   # Float channels: no rounding to 8 bits, no clipping (as TF's output).
   image = image.astype(np.float32, copy=False)
   channels = [
@@ -298,16 +311,17 @@ def resample(image: np.ndarray, shape: Sequence[int],
 
 
 def _nearest_index(size_in: int, size_out: int) -> np.ndarray:
-  # TF's half-pixel centers: the input pixel under each output centre.
-  scale = size_in / size_out
-  index = np.floor((np.arange(size_out) + 0.5) * scale).astype(np.int64)
-  return np.minimum(index, size_in - 1)
+  """TF's half-pixel centres: the input pixel under each output centre,
+  computed in float32 as TF does, so that ties fall the same way."""
+  scale = np.float32(size_in) / np.float32(size_out)
+  centres = (np.arange(size_out, dtype=np.float32) + np.float32(0.5)) * scale
+  return np.minimum(np.floor(centres).astype(np.int64), size_in - 1)
 
 
 def _resize_nearest(image: np.ndarray, height: int, width: int):
   rows = _nearest_index(image.shape[0], height)
   cols = _nearest_index(image.shape[1], width)
-  return image[rows[:, None], cols[None, :]]
+  return np.take(np.take(image, rows, axis=0), cols, axis=1)
 
 
 def _resize_area(image: np.ndarray, height: int, width: int) -> np.ndarray:
