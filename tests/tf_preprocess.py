@@ -60,8 +60,10 @@ def distort_color(image, draws):
     image = tf.clip_by_value(COLOUR_STEPS[name](image, amount), 0.0,
                              PIXEL_MAX)
   if draws.lighting is not None:
-    image = image + PIXEL_MAX * (preprocess._PCA_EIGVEC  # pylint: disable=protected-access
-                                 @ (draws.lighting * preprocess._PCA_EIGVAL))  # pylint: disable=protected-access
+    # pylint: disable=protected-access
+    image = image + PIXEL_MAX * (preprocess._PCA_EIGVEC
+                                 @ (draws.lighting * preprocess._PCA_EIGVAL))
+    # pylint: enable=protected-access
   return tf.clip_by_value(image, 0.0, PIXEL_MAX)
 
 

@@ -32,10 +32,10 @@ normalisation, ``map(num_parallel_calls=AUTOTUNE)``), then this project's
 path doing the same work (no colour distortions, bilinear only), then the
 paper's full augmentation, both decoding the JPEGs every step as tf.data
 does (not from the decoded cache), and only decoding the same JPEGs (the
-floor that no preprocessing goes below). It prints a table and, last, JSON with each
-figure and the ratios to tf.data per CPU-second. The pipelines take turns
-``--rounds`` times and each keeps its best round, so a burst of load from
-elsewhere on the host hits one round rather than one pipeline.
+floor that no preprocessing goes below). It prints a table and, last, JSON
+with each figure and the ratios to tf.data per CPU-second. The pipelines
+take turns ``--rounds`` times and each keeps its best round, so a burst of
+load from elsewhere on the host hits one round rather than one pipeline.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ import json
 import os
 import tempfile
 import time
-from typing import Callable, Dict, Iterator, List, Sequence
+from typing import Callable, Dict, Iterator, Sequence
 
 from absl import flags
 import numpy as np

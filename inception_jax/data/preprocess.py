@@ -382,8 +382,8 @@ def crop(image, box: crops.Box):
   return image[top:top + h, left:left + w]
 
 
-# Each takes float32 pixels on [0, PIXEL_MAX] (the first may work in place
-# on its argument) and returns the same scale, unclipped. Contrast,
+# Each takes float32 pixels on [0, PIXEL_MAX] (brightness and contrast work
+# in place on them) and returns the same scale, unclipped. Contrast,
 # saturation and hue changes scale with the pixels; the brightness delta is a
 # fraction of the range.
 def _adjust_brightness(image: np.ndarray, delta: float) -> np.ndarray:
