@@ -9,12 +9,13 @@ The pixels go through the same single-crop evaluation preprocessing as the
 batched evaluation (`inception_jax.data.transforms.EvalPreprocess` with one
 crop): the centered square covering the configured fraction of the shorter
 side, resized to the model's input size with antialiased bilinear
-interpolation, grey images replicated to RGB, the same normalisation. It is
-re-expressed here with PIL (decoding) and `jax.image.resize` (which
-implements TensorFlow's scale-and-translate resize that `tf.image.resize`
-uses with ``antialias=True``) so that predicting needs neither TensorFlow nor
-the input pipeline; the tests check it against the pipeline's output. PNG
-pixels decode identically; JPEG decoders may differ by a grey level or so.
+interpolation by the same function (`inception_jax.data.preprocess.resize`),
+grey images replicated to RGB, the same normalisation. Files are decoded
+with PIL, so that predicting needs neither TensorFlow nor the input
+pipeline; the tests check it against the pipeline's output. PNG pixels
+decode identically; JPEG decoders may differ by a grey level or so, and a
+few where the evaluation decodes a large JPEG at a reduced scale
+(`inception_jax.data.preprocess.dct_ratio`), which predicting does not.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from inception_jax import restore
+from inception_jax.data import preprocess as pixels
 from inception_jax.data.crops import center_crop_box
 from inception_jax.data.normalization import normalize
 
@@ -118,15 +120,9 @@ def preprocess(image: np.ndarray, prep: Preprocessing) -> np.ndarray:
     image = image[..., None]
   top, left, h, w = center_crop_box(image.shape[0], image.shape[1],
                                     prep.crop_fraction)
-  image = image[top:top + h, left:left + w].astype(np.float32)
   size = prep.image_size
-  if image.shape[:2] != (size, size):
-    image = np.asarray(jax.image.resize(
-        image, (size, size, image.shape[-1]), method='bilinear',
-        antialias=True))
-  if image.shape[-1] == 1:
-    image = np.repeat(image, 3, axis=-1)
-  return normalize(image, prep.normalization)
+  image = pixels.resize(image[top:top + h, left:left + w], (size, size))
+  return normalize(pixels.to_rgb(image), prep.normalization)
 
 
 class Predictor:

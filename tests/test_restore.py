@@ -30,8 +30,8 @@ FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
 # The data package imports nothing itself; its pipeline modules are heavy.
 HEAVY_MODULES = ('tensorflow', 'tensorflow_datasets', 'grain', 'clu', 'optax',
                  'inception_jax.train', 'inception_jax.steps',
-                 'inception_jax.data.pipeline', 'inception_jax.data.preprocess',
-                 'inception_jax.data.datasets')
+                 'inception_jax.data.pipeline', 'inception_jax.data.datasets')
+# predict does import data.preprocess: NumPy, PIL and OpenCV only.
 
 
 def _env(devices):

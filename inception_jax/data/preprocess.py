@@ -2,33 +2,52 @@
 
 Nothing here is random: the training transform draws every choice first
 (`sampling.draw_train`) and passes the outcome in. Pixels keep one scale
-from decoding to normalisation: uint8 from the decoder, float32 on [0, 255]
-from the resize on (the photometric distortions included), until
-`normalization.normalize` maps them to the model's range.
+from decoding to normalisation: uint8 from the decoder (RGB stays 8-bit
+through resizing and flipping), float32 on [0, 255] where arithmetic needs
+it (the photometric distortions), until `normalization.normalize` maps them
+to the model's range.
 
-TensorFlow is used eagerly, one example at a time, for what it does best:
-fused JPEG decode-and-crop (only the crop's pixels are decoded) and resizing
-with the four interpolations the paper draws from.
+Every step is one call into a compiled library or a few whole-array NumPy
+operations, because per-example work runs once per image on the host's
+CPUs, which an accelerator can outrun:
+
+- JPEG: TensorFlow's fused decode-and-crop (libjpeg-turbo; only the rows and
+  columns of the kept box go through the inverse DCT), one eager call. Its
+  pixels are the ones TFDS and `tf.image.decode_jpeg` give. A crop at least
+  four times the output on each side is decoded at 1/2, 1/4 or 1/8 scale in
+  the DCT domain first (`dct_ratio`).
+- Resizing with the four interpolations the paper draws from, each the same
+  filter as ``tf.image.resize`` (antialiased bilinear and bicubic as TF's
+  ``antialias=True``, exact area averaging, half-pixel nearest): PIL's 8-bit
+  resampler for grey and RGB uint8 images (within a grey level of TF's float
+  output, bicubic clipped to [0, 255] as every 8-bit resampler does),
+  float32 channels otherwise; OpenCV for area downscaling and for enlarging
+  bilinearly.
+- Photometric distortions as whole-array NumPy, saturation and hue through
+  OpenCV's float HSV (one round trip when the two are drawn next to each
+  other).
+
+TensorFlow is imported only to decode, so `predict` can share the resize
+without it. The tests hold the TensorFlow implementation this replaces and
+check every step and the whole transform against it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 from PIL import Image
-import tensorflow as tf
 
 from inception_jax.data import crops
 from inception_jax.data import sampling
 
-# TensorFlow only preprocesses on the host; with a GPU build installed it
-# would otherwise reserve accelerator memory that JAX needs.
-try:
-  tf.config.set_visible_devices([], 'GPU')
-except RuntimeError:  # Devices already initialised by someone else.
-  pass
+# One thread per call: the pipeline already runs one example per core (grain
+# workers), and OpenCV's own pool would only add CPU time per image.
+cv2.setNumThreads(1)
 
 # The top of the pixel scale between decoding and normalisation.
 PIXEL_MAX = 255.0
@@ -40,32 +59,139 @@ _PCA_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
 
 _JPEG_MAGIC = b'\xff\xd8\xff'
 
+_PIL_FILTERS = {'bilinear': Image.BILINEAR, 'bicubic': Image.BICUBIC,
+                'nearest': Image.NEAREST}
+
+
+@functools.lru_cache(maxsize=None)
+def _tf():
+  """TensorFlow, imported on the first decode and kept off the GPU."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  # TensorFlow only decodes on the host; with a GPU build installed it would
+  # otherwise reserve accelerator memory that JAX needs.
+  try:
+    tf.config.set_visible_devices([], 'GPU')
+  except RuntimeError:  # Devices already initialised by someone else.
+    pass
+  return tf
+
 
 def is_jpeg(encoded: bytes) -> bool:
   return encoded[:3] == _JPEG_MAGIC
 
 
+# Start-of-frame markers (baseline, extended, progressive, lossless,
+# arithmetic): the frame header after them holds the image's size.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# Markers that stand alone, without a length.
+_BARE_MARKERS = frozenset(range(0xD0, 0xDA)) | {0x01}
+
+
+def jpeg_shape(encoded: bytes) -> Optional[tuple[int, int]]:
+  """Height and width from a JPEG's frame header, or None if not found.
+
+  A walk over the marker segments before the image data: no decoding, and
+  a few microseconds where TensorFlow's eager ``extract_jpeg_shape`` costs
+  an op dispatch.
+  """
+  pos, end = 2, len(encoded)
+  while pos + 4 <= end:
+    if encoded[pos] != 0xFF:
+      return None
+    marker = encoded[pos + 1]
+    if marker == 0xFF:  # Fill byte.
+      pos += 1
+      continue
+    if marker in _BARE_MARKERS:
+      pos += 2
+      continue
+    if marker in _SOF_MARKERS:
+      if pos + 9 > end:
+        return None
+      height = int.from_bytes(encoded[pos + 5:pos + 7], 'big')
+      width = int.from_bytes(encoded[pos + 7:pos + 9], 'big')
+      return (height, width) if height and width else None
+    if marker == 0xDA:  # Start of scan: no frame header before it.
+      return None
+    pos += 2 + int.from_bytes(encoded[pos + 2:pos + 4], 'big')
+  return None
+
+
 def encoded_shape(encoded: bytes) -> tuple[int, int]:
-  """Height and width of an encoded image, decoding only the header if JPEG."""
-  if is_jpeg(encoded):
-    shape = tf.io.extract_jpeg_shape(encoded).numpy()
-  else:
-    shape = tf.shape(decode(encoded)).numpy()
+  """Height and width of an encoded image, read from the header if JPEG."""
+  shape = jpeg_shape(encoded) if is_jpeg(encoded) else None
+  if shape is None:  # Let TensorFlow's decoder judge (and report) the file.
+    shape = decode(encoded).shape[:2]
   return int(shape[0]), int(shape[1])
 
 
-def decode(encoded: bytes) -> tf.Tensor:
+def decode(encoded: bytes) -> np.ndarray:
   """Decodes a JPEG/PNG/... into uint8 [H, W, 3]."""
-  return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+  return _tf().io.decode_image(encoded, channels=3,
+                               expand_animations=False).numpy()
 
 
-def decode_crop(encoded: bytes, box: crops.Box) -> tf.Tensor:
+def decode_crop(encoded: bytes, box: crops.Box) -> np.ndarray:
   """Decodes only ``box`` of a JPEG; other formats decode, then slice."""
   top, left, h, w = box
   if is_jpeg(encoded):
-    return tf.image.decode_and_crop_jpeg(encoded, [top, left, h, w],
-                                         channels=3)
+    # An int32 array converts to a tensor faster than a list.
+    return _tf().io.decode_and_crop_jpeg(
+        encoded, np.array(box, np.int32), channels=3).numpy()
   return decode(encoded)[top:top + h, left:left + w]
+
+
+# The JPEG decoder's DCT-domain downscales (libjpeg-turbo through TF).
+_DCT_RATIOS = (2, 4, 8)
+# Interpolations that low-pass when shrinking, so a decoder's downscale in
+# front of them changes little; area and nearest keep the full decode.
+_DCT_METHODS = ('bilinear', 'bicubic')
+
+
+def dct_ratio(box: crops.Box, shape: Sequence[int], method: str) -> int:
+  """How much a JPEG crop may shrink while it is decoded (1: not at all).
+
+  The largest of 2, 4, 8 that leaves the crop at least twice ``shape`` on
+  each side, for the antialiased interpolations only: the resize after it
+  still averages over two or more decoded pixels, so the result stays
+  within a few grey levels of a full decode (the tests hold the bound) at a
+  fraction of the cost for large photos.
+  """
+  _, _, h, w = box
+  ratio = 1
+  if method in _DCT_METHODS:
+    for r in _DCT_RATIOS:
+      if h >= 2 * r * shape[0] and w >= 2 * r * shape[1]:
+        ratio = r
+  return ratio
+
+
+def decode_crop_resized(encoded: bytes, box: crops.Box, shape: Sequence[int],
+                        method: str = 'bilinear') -> np.ndarray:
+  """``resample(decode_crop(encoded, box), shape, method)``, a large JPEG
+  crop decoded at 1/2, 1/4 or 1/8 scale first (`dct_ratio`).
+
+  The decoder only downscales whole pixels of the scaled image, so the
+  decoded part is rounded outwards and the resize takes the crop's exact
+  edges within it (PIL's sub-pixel ``box``): the crop does not move.
+  """
+  full = jpeg_shape(encoded) if is_jpeg(encoded) else None
+  ratio = dct_ratio(box, shape, method) if full is not None else 1
+  if ratio == 1:
+    return resample(decode_crop(encoded, box), shape, method)
+  top, left, h, w = box
+  # libjpeg's scaled output rounds up.
+  scaled_h, scaled_w = -(-full[0] // ratio), -(-full[1] // ratio)
+  t0, l0 = top // ratio, left // ratio
+  t1 = min(scaled_h, -(-(top + h) // ratio))
+  l1 = min(scaled_w, -(-(left + w) // ratio))
+  part = _tf().io.decode_and_crop_jpeg(
+      encoded, np.array([t0, l0, t1 - t0, l1 - l0], np.int32), channels=3,
+      ratio=ratio).numpy()
+  edges = (left / ratio - l0, top / ratio - t0, (left + w) / ratio - l0,
+           (top + h) / ratio - t0)
+  return np.asarray(Image.fromarray(part, 'RGB').resize(
+      (int(shape[1]), int(shape[0])), _PIL_FILTERS[method], box=edges))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,9 +208,15 @@ class EncodedImages:
   def shape(self, record: bytes) -> Tuple[int, int]:
     return encoded_shape(record)
 
-  def decode(self, record: bytes, box: Optional[crops.Box] = None):
+  def decode(self, record: bytes,
+             box: Optional[crops.Box] = None) -> np.ndarray:
     """uint8 [H, W, 3] of ``box`` (the whole image when None)."""
     return decode(record) if box is None else decode_crop(record, box)
+
+  def decode_resized(self, record: bytes, box: crops.Box,
+                     shape: Sequence[int], method: str) -> np.ndarray:
+    """``box`` resized to ``shape`` (`resample`'s types)."""
+    return decode_crop_resized(record, box, shape, method)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,37 +237,144 @@ class DecodedArrays:
     image = np.asarray(record)
     return image if box is None else crop(image, box)
 
+  def decode_resized(self, record, box: crops.Box, shape: Sequence[int],
+                     method: str) -> np.ndarray:
+    """``box`` resized to ``shape`` (`resample`'s types)."""
+    return resample(self.decode(record, box), shape, method)
 
-def resize(image, shape: Sequence[int], method: str = 'bilinear'):
-  """Resizes to ``shape`` as float32 on [0, 255].
 
-  A numpy image (Fashion-MNIST's stored arrays) resized bilinearly goes
-  through PIL, one float32 channel at a time: the same antialiased triangle
-  filter as ``tf.image.resize(..., antialias=True)`` (equal to 1e-3 on
-  [0, 255], tested) at about a twentieth of an eager TensorFlow call's cost,
-  which on small images is the whole pipeline's cost.
+# PIL's 8-bit modes by channel count: grey and RGB.
+_PIL_MODES = {1: 'L', 3: 'RGB'}
+
+
+def _is_8bit(image: np.ndarray) -> bool:
+  return (image.dtype == np.uint8 and image.ndim == 3
+          and image.shape[2] in _PIL_MODES)
+
+
+def resize(image, shape: Sequence[int], method: str = 'bilinear'
+           ) -> np.ndarray:
+  """Resizes [H, W, C] to ``shape`` as float32 on [0, 255].
+
+  The filter is ``tf.image.resize``'s for ``method`` (antialiased for
+  bilinear and bicubic). Grey and RGB uint8 images go through 8-bit
+  resamplers, within a grey level of TensorFlow's float result (the tests
+  hold the bound), and a grey image gives exactly the channels of the same
+  image decoded to RGB, so the decoded cache and the encoded records agree;
+  any other array is resampled in float32, equal to TF's to 1e-3.
   """
-  if isinstance(image, np.ndarray) and method == 'bilinear':
-    return _resize_pil(image, shape)
-  image = tf.convert_to_tensor(image)
-  if tuple(image.shape[-3:-1]) == tuple(shape):
-    return tf.cast(image, tf.float32)
-  # 'nearest' keeps the input dtype; everything downstream wants floats.
-  return tf.cast(tf.image.resize(image, shape, method=method,
-                                 antialias=method in ('bilinear', 'bicubic')),
-                 tf.float32)
+  return resample(np.asarray(image), shape, method).astype(np.float32,
+                                                          copy=False)
 
 
-def _resize_pil(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+def resample(image: np.ndarray, shape: Sequence[int],
+             method: str = 'bilinear') -> np.ndarray:
+  """`resize` that keeps grey and RGB uint8 as uint8, the rest float32.
+
+  Flipping and cropping 8-bit pixels, and converting once at the end,
+  costs a fraction of the same on floats.
+  """
   height, width = int(shape[0]), int(shape[1])
-  image = image.astype(np.float32, copy=False)
   if image.shape[:2] == (height, width):
     return image
+  if method == 'area':
+    return _resize_area(image.astype(np.float32), height, width)
+  if method not in _PIL_FILTERS:
+    raise ValueError(f'Unknown interpolation {method!r}; expected one of '
+                     f'{", ".join(sampling.INTERPOLATIONS)}.')
+  if method == 'nearest':
+    # PIL's nearest rounds ties its own way; this is TF's, exactly.
+    out = _resize_nearest(image, height, width)
+    return out if _is_8bit(image) else out.astype(np.float32, copy=False)
+  if _is_8bit(image):
+    channels = image.shape[2]
+    image = np.ascontiguousarray(image)
+    if (method == 'bilinear' and height >= image.shape[0]
+        and width >= image.shape[1]):
+      # Enlarging, antialiasing changes nothing: TF's filter is plain
+      # half-pixel bilinear, which OpenCV does several times faster than
+      # PIL (and within a grey level of TF as well).
+      out = cv2.resize(image, (width, height),
+                       interpolation=cv2.INTER_LINEAR)
+    else:
+      out = np.asarray(Image.fromarray(
+          image[..., 0] if channels == 1 else image, _PIL_MODES[channels])
+                       .resize((width, height), _PIL_FILTERS[method]))
+    return out.reshape(height, width, channels)
+  # Float channels: no rounding to 8 bits, no clipping (as TF's output).
+  image = image.astype(np.float32, copy=False)
   channels = [
       np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c]), 'F')
-                 .resize((width, height), Image.BILINEAR))
+                 .resize((width, height), _PIL_FILTERS[method]))
       for c in range(image.shape[-1])]
   return np.stack(channels, axis=-1)
+
+
+def _nearest_index(size_in: int, size_out: int) -> np.ndarray:
+  """TF's half-pixel centres: the input pixel under each output centre,
+  computed in float32 as TF does, so that ties fall the same way."""
+  scale = np.float32(size_in) / np.float32(size_out)
+  centres = (np.arange(size_out, dtype=np.float32) + np.float32(0.5)) * scale
+  return np.minimum(np.floor(centres).astype(np.int64), size_in - 1)
+
+
+def _resize_nearest(image: np.ndarray, height: int, width: int):
+  rows = _nearest_index(image.shape[0], height)
+  cols = _nearest_index(image.shape[1], width)
+  return np.take(np.take(image, rows, axis=0), cols, axis=1)
+
+
+def _resize_area(image: np.ndarray, height: int, width: int) -> np.ndarray:
+  """Area averaging (TF's ``method='area'``) of float32 [H, W, C].
+
+  The weights are separable, so each axis is done on its own. OpenCV's
+  INTER_AREA is the exact average when shrinking; when growing it blends
+  differently from TF, so that axis is the two-tap average below.
+  """
+  channels = image.shape[-1]
+
+  def cv_area(x, h, w):
+    out = cv2.resize(x, (w, h), interpolation=cv2.INTER_AREA)
+    return out.reshape(h, w, channels)  # OpenCV drops a single channel.
+
+  in_h, in_w = image.shape[:2]
+  if height <= in_h and width <= in_w:
+    return cv_area(image, height, width)
+  if width <= in_w:
+    image = cv_area(image, in_h, width)
+  else:
+    image = _enlarge_area(image, width, axis=1)
+  if height <= in_h:
+    return cv_area(image, height, image.shape[1])
+  return _enlarge_area(image, height, axis=0)
+
+
+def _enlarge_area(image: np.ndarray, size: int, axis: int) -> np.ndarray:
+  """Area averaging along ``axis`` to a larger ``size``: each output pixel
+  covers under one input pixel, so it straddles at most two."""
+  size_in = image.shape[axis]
+  scale = size_in / size
+  start = np.arange(size) * scale
+  end = start + scale
+  first = np.floor(start).astype(np.int64)
+  second = np.minimum(first + 1, size_in - 1)
+  w_second = (np.maximum(end - (first + 1), 0.0) / scale).astype(np.float32)
+  w_first = 1.0 - w_second
+  shape = [1, 1, 1]
+  shape[axis] = size
+  a = np.take(image, first, axis=axis)
+  a *= w_first.reshape(shape)
+  a += np.take(image, second, axis=axis) * w_second.reshape(shape)
+  return a
+
+
+def flip_left_right(image: np.ndarray) -> np.ndarray:
+  """The horizontal mirror of [H, W, C], contiguous (a reversed view would
+  make every later step several times slower)."""
+  image = np.ascontiguousarray(image)
+  if image.shape[-1] > 4:  # OpenCV's limit.
+    return np.ascontiguousarray(image[:, ::-1])
+  return cv2.flip(image, 1).reshape(image.shape)
 
 
 def crop(image, box: crops.Box):
@@ -143,43 +382,110 @@ def crop(image, box: crops.Box):
   return image[top:top + h, left:left + w]
 
 
-def _adjust_brightness(image, delta: float):
-  return tf.image.adjust_brightness(image, delta * PIXEL_MAX)
+# Each takes float32 pixels on [0, PIXEL_MAX] (brightness and contrast work
+# in place on them) and returns the same scale, unclipped. Contrast,
+# saturation and hue changes scale with the pixels; the brightness delta is a
+# fraction of the range.
+def _adjust_brightness(image: np.ndarray, delta: float) -> np.ndarray:
+  image += np.float32(delta * PIXEL_MAX)
+  return image
 
 
-# Each takes pixels on [0, PIXEL_MAX]. Contrast, saturation and hue changes
-# scale with the pixels, so they need no conversion; the brightness delta is
-# a fraction of the range.
+def _rows(image: np.ndarray, values: np.ndarray):
+  """[H, W * C] view of a contiguous [H, W, C], and ``values`` (one per
+  channel) tiled to a row: NumPy's inner loop over a last axis of 3 costs
+  several times the arithmetic."""
+  h, w, c = image.shape
+  return image.reshape(h, w * c), np.tile(values.astype(np.float32), w)
+
+
+def _adjust_contrast(image: np.ndarray, factor: float) -> np.ndarray:
+  """``tf.image.adjust_contrast``: each channel about its own mean."""
+  # OpenCV sums in float64: a closer mean than a float32 sum, quicker too.
+  mean = np.array(cv2.mean(image)[:image.shape[-1]], np.float32)
+  rows, mean = _rows(image, mean)
+  rows -= mean
+  rows *= np.float32(factor)
+  rows += mean
+  return image
+
+
+def _adjust_in_hsv(image: np.ndarray, steps) -> np.ndarray:
+  """``tf.image.adjust_saturation`` and ``adjust_hue``, as ``steps`` say,
+  in one round trip through OpenCV's float HSV (hue in degrees).
+
+  Neither step moves a pixel outside [0, max(R, G, B)], so TF's clipping
+  between two adjacent ones changes nothing and one round trip serves both.
+  OpenCV wraps hues of 360 degrees and more on the way back, so a turn is
+  added as a non-negative angle below 360 (one turn per draw).
+  """
+  hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+  for name, amount in steps:
+    if name == 'saturation':
+      saturation = hsv[..., 1]
+      saturation *= np.float32(amount)
+      np.minimum(saturation, np.float32(1.0), out=saturation)
+    else:
+      hue = hsv[..., 0]
+      hue += np.float32((amount % 1.0) * 360.0)
+  return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def _adjust_saturation(image: np.ndarray, factor: float) -> np.ndarray:
+  return _adjust_in_hsv(image, [('saturation', factor)])
+
+
+def _adjust_hue(image: np.ndarray, delta: float) -> np.ndarray:
+  """The hue turned by ``delta`` of the circle."""
+  return _adjust_in_hsv(image, [('hue', delta)])
+
+
 _COLOUR_STEPS = {
     'brightness': _adjust_brightness,
-    'contrast': tf.image.adjust_contrast,
-    'saturation': tf.image.adjust_saturation,
-    'hue': tf.image.adjust_hue,
+    'contrast': _adjust_contrast,
+    'saturation': _adjust_saturation,
+    'hue': _adjust_hue,
 }
+_HSV_STEPS = ('saturation', 'hue')
 
 
-def distort_color(image, draws: sampling.ColourDraws) -> tf.Tensor:
+def distort_color(image, draws: sampling.ColourDraws) -> np.ndarray:
   """Photometric distortions after Howard (2013), as drawn.
 
-  ``image`` is float RGB on [0, 255]; so is the result, clipped after every
-  step. The lighting noise is AlexNet's PCA noise.
+  ``image`` is RGB [H, W, 3] on [0, 255]; the result is float32 on the same
+  scale, clipped after every step. The lighting noise is AlexNet's PCA
+  noise.
   """
-  image = tf.clip_by_value(image, 0.0, PIXEL_MAX)
-  for name, amount in draws.steps:
-    image = tf.clip_by_value(_COLOUR_STEPS[name](image, amount), 0.0,
-                             PIXEL_MAX)
+  # A fresh contiguous array: the steps work in place.
+  image = np.array(image, np.float32)
+  np.clip(image, 0.0, PIXEL_MAX, out=image)
+  steps = list(draws.steps)
+  while steps:
+    name, amount = steps.pop(0)
+    if name in _HSV_STEPS:
+      run = [(name, amount)]
+      if steps and steps[0][0] in _HSV_STEPS:
+        run.append(steps.pop(0))
+      image = _adjust_in_hsv(image, run)
+    else:
+      image = _COLOUR_STEPS[name](image, amount)
+    np.clip(image, 0.0, PIXEL_MAX, out=image)
   if draws.lighting is not None:
-    image = image + PIXEL_MAX * (_PCA_EIGVEC @ (draws.lighting * _PCA_EIGVAL))
-  return tf.clip_by_value(image, 0.0, PIXEL_MAX)
+    rows, shift = _rows(image, PIXEL_MAX * (
+        _PCA_EIGVEC @ (draws.lighting * _PCA_EIGVAL)))
+    rows += shift
+    np.clip(image, 0.0, PIXEL_MAX, out=image)
+  return image
 
 
 def pad_and_crop(image, pad_crop: Optional[sampling.PadCrop]):
   """Zero-pads and crops back to the image's size, as drawn (None: as is)."""
   if pad_crop is None:
     return image
-  h, w = int(image.shape[0]), int(image.shape[1])
+  image = np.asarray(image)
+  h, w = image.shape[:2]
   p = pad_crop.pad
-  padded = tf.pad(image, [[p, p], [p, p], [0, 0]])
+  padded = np.pad(image, [[p, p], [p, p], [0, 0]])
   return crop(padded, (pad_crop.top, pad_crop.left, h, w))
 
 
@@ -189,29 +495,31 @@ def to_rgb(image) -> np.ndarray:
   return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
 
 
-def mirrored(views: Sequence[tf.Tensor]) -> tf.Tensor:
-  """Stacks the views followed by their horizontal mirrors."""
-  stacked = tf.stack(list(views))
-  return tf.concat([stacked, stacked[:, :, ::-1]], axis=0)
+def mirrored(views: Sequence[np.ndarray]) -> np.ndarray:
+  """Stacks the views (as float32) followed by their horizontal mirrors."""
+  stacked = np.stack(list(views)).astype(np.float32, copy=False)
+  return np.concatenate([stacked, stacked[:, :, ::-1]], axis=0)
 
 
-def ten_crops(image, size: int, fraction: float) -> tf.Tensor:
-  """[10, size, size, 3]: 4 corners + center, then the same mirrored."""
-  image = tf.convert_to_tensor(image)
+def ten_crops(image, size: int, fraction: float) -> np.ndarray:
+  """[10, size, size, C]: 4 corners + center, then the same mirrored."""
+  image = np.asarray(image)
   shape, boxes = crops.ten_crop_boxes(int(image.shape[0]),
                                       int(image.shape[1]), size, fraction)
-  resized = resize(image, shape)
-  return mirrored([resize(crop(resized, b), (size, size)) for b in boxes])
+  resized = resample(image, shape, 'bilinear')
+  return mirrored([resample(crop(resized, b), (size, size), 'bilinear')
+                   for b in boxes])
 
 
-def paper_144_crops(image, size: int) -> tf.Tensor:
-  """[144, size, size, 3] in the order of `crops.multi_crop_144_boxes`,
+def paper_144_crops(image, size: int) -> np.ndarray:
+  """[144, size, size, C] in the order of `crops.multi_crop_144_boxes`,
   then the same 72 mirrored."""
-  image = tf.convert_to_tensor(image)
+  image = np.asarray(image)
   views, resized, current = [], None, None
   for c in crops.multi_crop_144_boxes(int(image.shape[0]),
                                       int(image.shape[1]), size):
     if c.scale != current:
-      resized, current = resize(image, c.resized), c.scale
-    views.append(resize(crop(resized, c.box), (size, size)))
+      resized, current = resample(image, c.resized, 'bilinear'), c.scale
+    views.append(resample(np.ascontiguousarray(crop(resized, c.box)),
+                           (size, size), 'bilinear'))
   return mirrored(views)

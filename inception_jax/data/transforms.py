@@ -90,15 +90,20 @@ class TrainPreprocess(grain.RandomMapTransform):
     draws = sampling.draw_train(
         rng, self.settings, *self.records.shape(record),
         pad_after_resize=self.records.pad_after_resize)
-    image = self.records.decode(record, draws.box)
-    image = preprocess.pad_and_crop(image, draws.pad_before_resize)
-    image = preprocess.resize(image, (size, size), draws.interpolation)
+    # RGB stays 8-bit through the geometry; one conversion to float32 after.
+    if draws.pad_before_resize is None:
+      image = self.records.decode_resized(record, draws.box, (size, size),
+                                          draws.interpolation)
+    else:
+      image = self.records.decode(record, draws.box)
+      image = preprocess.pad_and_crop(image, draws.pad_before_resize)
+      image = preprocess.resample(image, (size, size), draws.interpolation)
     image = preprocess.pad_and_crop(image, draws.pad_after_resize)
     image = preprocess.to_rgb(image)
     if draws.flip:
-      image = image[:, ::-1]
+      image = preprocess.flip_left_right(image)
     if draws.colour is not None:
-      image = np.asarray(preprocess.distort_color(image, draws.colour))
+      image = preprocess.distort_color(image, draws.colour)
     return {'image': normalize(image, self.settings.normalization),
             'label': np.int32(element['label'])}
 
@@ -127,8 +132,8 @@ class EvalPreprocess(grain.MapTransform):
     if self.crops == 1:
       box = crops.center_crop_box(*self.records.shape(record),
                                   self.crop_fraction)
-      image = preprocess.resize(self.records.decode(record, box),
-                                (size, size))
+      image = self.records.decode_resized(record, box, (size, size),
+                                          'bilinear')
     elif self.crops == 10:
       image = preprocess.ten_crops(self.records.decode(record), size,
                                    self.crop_fraction)
