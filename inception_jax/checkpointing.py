@@ -23,17 +23,26 @@ complete, so a directory named by a bare step number is always whole):
   sessions, which a resumed run continues).
 
 ``DIR/config.json`` beside it is the same config for people and scripts.
+
+Orbax marks a finished save with ``commit_success.txt`` (in the step and in
+each item). A step copied without those markers (``gsutil cp``/``cp -r`` of
+a checkpoint written by an Orbax that did not write them; on ``gs://``
+Orbax's own check then calls it incomplete) is trusted only after
+`check_complete` has read every file the trainer writes: a resumed run then
+adds the markers (`adopt_unmarked_steps`), `restore.load` reads it as it is.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any, Callable, Mapping, Optional, Tuple
 
 from absl import logging
 import flax
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
@@ -42,6 +51,9 @@ from inception_jax.train_state import upgrade_state_dict
 FORMAT = 'inception_jax.train_state/1'
 CHECKPOINTS_DIR = 'checkpoints'
 ITEMS = ('state', 'data_iterator', 'config', 'metadata')
+# Orbax's marker of a finished save (its atomicity.COMMIT_SUCCESS_FILE).
+COMMIT_MARKER = 'commit_success.txt'
+_ITERATOR_FILE = re.compile(r'process_(\d+)-of-(\d+)\.json')
 
 
 # --- The input iterator's state, one JSON file per process. -----------------
@@ -122,6 +134,138 @@ def check_input_order(text: str, worker_count: int, where: str) -> None:
         f'--config.data.worker_count={saved} (or use a new --workdir).')
 
 
+# --- Steps without Orbax's commit markers. ---------------------------------
+
+def _one_line(error: BaseException) -> str:
+  text = ' '.join(str(error).split()) or type(error).__name__
+  return text if len(text) <= 200 else text[:197] + '...'
+
+
+def has_commit_marker(step_dir: epath.PathLike) -> bool:
+  return (epath.Path(step_dir) / COMMIT_MARKER).exists()
+
+
+def _tree_of(metadata: Any) -> Any:
+  metadata = getattr(metadata, 'item_metadata', metadata)
+  return getattr(metadata, 'tree', metadata)
+
+
+def _check_state(state_dir: epath.Path) -> None:
+  """Reads every array of the ``state`` item: truncated files fail here."""
+  # Handlers, not Checkpointers: a Checkpointer refuses an unmarked item on
+  # gs:// before reading a byte, which is the very case checked here.
+  handler = ocp.PyTreeCheckpointHandler()
+  try:
+    tree = _tree_of(handler.metadata(state_dir))
+    if not jax.tree.leaves(tree):
+      raise ValueError('it holds no arrays')
+    as_numpy = jax.tree.map(
+        lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    restored = handler.restore(
+        state_dir, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
+    for (path, saved), value in zip(
+        jax.tree_util.tree_leaves_with_path(tree), jax.tree.leaves(restored)):
+      if tuple(np.shape(value)) != tuple(getattr(saved, 'shape', ())):
+        raise ValueError(f'{jax.tree_util.keystr(path)} has shape '
+                         f'{np.shape(value)}, its metadata {saved.shape}')
+  finally:
+    handler.close()
+
+
+def _check_iterator_states(item_dir: epath.Path) -> None:
+  """One readable input position per process of the run that saved it."""
+  found = {}
+  for path in item_dir.iterdir():
+    match = _ITERATOR_FILE.fullmatch(path.name)
+    if match:
+      found.setdefault(int(match.group(2)), set()).add(int(match.group(1)))
+      json.loads(path.read_text())
+  if len(found) != 1:
+    raise ValueError('expected the input positions of one run '
+                     f'(process_<i>-of-<n>.json), found counts {sorted(found)}')
+  (count, indices), = found.items()
+  if indices != set(range(count)):
+    raise ValueError(f'has the input positions of processes {sorted(indices)} '
+                     f'of {count}')
+
+
+def check_complete(step_dir: epath.PathLike,
+                   items: Tuple[str, ...] = ITEMS) -> None:
+  """Raises ValueError unless every item of a saved step reads back whole.
+
+  What is read: each item's directory; the JSON items (config, metadata);
+  every array of ``state`` in full, against its recorded shape; one input
+  position per process of the saving run. A step that passes is what the
+  trainer wrote, whether or not Orbax's commit markers came with it.
+  """
+  step_dir = epath.Path(step_dir)
+  problem = None
+  for item in items:
+    item_dir = step_dir / item
+    try:
+      if not item_dir.is_dir():
+        raise ValueError('missing')
+      if item == 'state':
+        _check_state(item_dir)
+      elif item == 'data_iterator':
+        _check_iterator_states(item_dir)
+      else:
+        handler = ocp.JsonCheckpointHandler()
+        if not isinstance(handler.restore(item_dir), dict):
+          raise ValueError('not a JSON object')
+    except Exception as e:  # pylint: disable=broad-except
+      problem = f'{item}/: {_one_line(e)}'
+      break
+  if problem is not None:
+    raise ValueError(
+        f'the checkpoint {step_dir} has no commit marker and is incomplete '
+        f'({problem}); copy it again whole, or remove it to use the step '
+        'before.')
+
+
+def adopt_unmarked_steps(directory: epath.Path) -> None:
+  """Checks each step without a commit marker and marks the complete ones.
+
+  Orbax on gs:// ignores a step without ``commit_success.txt`` (a resumed
+  run would silently start over); on a local disk it trusts any directory
+  named by a step number. A complete copy is marked so both see it; an
+  incomplete one that Orbax would trust raises ValueError naming it, one
+  Orbax ignores is left to Orbax (an interrupted save on gs:// looks the
+  same, and Orbax removes it).
+
+  Every process reads; only process 0 writes, then all wait for it.
+  """
+  def barrier(name):
+    # Every process reaches both (whatever it found), so none waits alone;
+    # the first keeps process 0's markers out of the others' listing.
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices(f'inception_jax:adopt:{name}')
+
+  unmarked = []
+  if directory.is_dir():
+    unmarked = sorted((p for p in directory.iterdir()
+                       if p.name.isdigit() and not has_commit_marker(p)),
+                      key=lambda p: int(p.name))
+  barrier('listed')
+  for step_dir in unmarked:
+    try:
+      check_complete(step_dir)
+    except ValueError as e:
+      if ocp.step.is_path_finalized(step_dir):
+        raise
+      logging.warning('Ignoring %s', e)
+      continue
+    if jax.process_index() == 0:
+      for path in [step_dir] + [step_dir / item for item in ITEMS]:
+        (path / COMMIT_MARKER).write_text(
+            f'Checked complete and marked by inception_jax: {path}')
+      logging.warning('The checkpoint %s had no commit marker; its files are '
+                      'all there and readable, so it is marked and used.',
+                      step_dir)
+  barrier('marked')
+
+
 # --- Comparing the architecture of a checkpoint with the config's. ---------
 
 def _flat_shapes(tree: Any) -> dict:
@@ -173,6 +317,7 @@ class Checkpoints:
   def __init__(self, workdir: str, *, keep: int):
     self.directory = epath.Path(workdir) / CHECKPOINTS_DIR
     self._warn_about_partial_saves()
+    adopt_unmarked_steps(self.directory)
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(

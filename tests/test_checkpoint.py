@@ -160,3 +160,40 @@ def test_sigterm_saves_and_returns(tmp_path):
   assert not os.path.exists(os.path.join(workdir, 'summary.json'))
   flat = flax.traverse_util.flatten_dict(restore_state(workdir, 4)['params'])
   assert all(np.all(np.isfinite(v)) for v in flat.values())
+
+
+def _remove_commit_markers(workdir):
+  for root, _, files in os.walk(os.path.join(workdir, 'checkpoints')):
+    if checkpointing.COMMIT_MARKER in files:
+      os.remove(os.path.join(root, checkpointing.COMMIT_MARKER))
+
+
+def test_a_copy_without_commit_markers_resumes_once_checked(tiny_run,
+                                                            tmp_path):
+  workdir = tmp_path / 'copy'
+  shutil.copytree(tiny_run, workdir)
+  os.remove(workdir / 'summary.json')
+  shutil.rmtree(workdir / 'checkpoints' / '6')
+  _remove_commit_markers(workdir)
+  resumed = run_main([f'--config={TINY_CONFIG}', f'--workdir={workdir}'])
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert 'Resuming from the checkpoint at step 3' in resumed.stdout
+  assert 'had no commit marker' in resumed.stderr
+  assert (workdir / 'checkpoints' / '3' / checkpointing.COMMIT_MARKER).exists()
+  assert_trees_equal(restore_state(tiny_run, 6), restore_state(workdir, 6))
+
+
+def test_a_truncated_copy_without_commit_markers_is_refused(tiny_run,
+                                                            tmp_path):
+  workdir = tmp_path / 'copy'
+  shutil.copytree(tiny_run, workdir)
+  _remove_commit_markers(workdir)
+  step_dir = workdir / 'checkpoints' / '6'
+  os.remove(step_dir / 'data_iterator' / 'process_0-of-1.json')
+  with pytest.raises(ValueError) as e:
+    train.train_and_evaluate(tiny_config(total_steps=9), str(workdir))
+  message = str(e.value)
+  assert message.startswith(f'the checkpoint {step_dir} has no commit marker '
+                            'and is incomplete (data_iterator/')
+  assert '\n' not in message
+  assert saved_steps(workdir) == [3, 6]
