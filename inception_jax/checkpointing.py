@@ -11,9 +11,12 @@ complete, so a directory named by a bare step number is always whole):
   ``{'batch_stats': ...}`` with BatchNorm and empty otherwise. (Checkpoints
   written before it existed hold ``batch_stats`` / ``ema_batch_stats``;
   they still resume and load.)
-* ``data_iterator/process_<i>-of-<n>.json``: each process's input iterator
-  state (grain's JSON), so a resumed run sees exactly the batches the
-  uninterrupted run would have seen.
+* ``data_iterator/process_<i>-of-<n>.json``: the input's position (JSON,
+  `INPUT_POSITION_FORMAT`: the count of the global stream's examples
+  consumed, the same in every process's file), so a resumed run sees
+  exactly the batches the uninterrupted run would have seen, on any number
+  of processes and workers. (Older runs saved grain's per-process state;
+  they resume at the saved step of today's order, with a warning.)
 * ``config/``: the run's full config (Orbax JSON item).
 * ``metadata/``: what a loader needs without the training code (Orbax JSON
   item): ``format``, ``step``, ``model`` (the exact keyword arguments of
@@ -51,6 +54,9 @@ from inception_jax.train_state import upgrade_state_dict
 FORMAT = 'inception_jax.train_state/1'
 CHECKPOINTS_DIR = 'checkpoints'
 ITEMS = ('state', 'data_iterator', 'config', 'metadata')
+# The training input's saved position (data/pipeline.py): the count of the
+# global stream's examples consumed, valid for any process count.
+INPUT_POSITION_FORMAT = 'inception_jax.input_position/1'
 # Orbax's marker of a finished save (its atomicity.COMMIT_SUCCESS_FILE).
 COMMIT_MARKER = 'commit_success.txt'
 _ITERATOR_FILE = re.compile(r'process_(\d+)-of-(\d+)\.json')
@@ -73,9 +79,13 @@ class IteratorStateHandler(ocp.CheckpointHandler):
   def restore(self, directory: epath.Path,
               args: Optional['IteratorStateRestore'] = None) -> Optional[str]:
     path = directory / _iterator_file()
-    if not path.exists():
-      return None
-    return path.read_text()
+    if path.exists():
+      return path.read_text()
+    # Saved by another number of processes: the input position is the
+    # global stream's (the same in every file), so any process's will do.
+    saved = sorted((int(m.group(1)), p) for p in directory.iterdir()
+                   for m in [_ITERATOR_FILE.fullmatch(p.name)] if m)
+    return saved[0][1].read_text() if saved else None
 
   def metadata(self, directory: epath.Path) -> Any:
     return None
@@ -115,23 +125,16 @@ def iterator_state_from_text(text: str, like: Any) -> Any:
   return json.loads(text)
 
 
-def check_input_order(text: str, worker_count: int, where: str) -> None:
-  """Raises ValueError when a saved input position needs other workers.
-
-  grain's order of examples depends on `worker_count`, and its saved position
-  is counted per worker: resuming with another count would silently read a
-  different sequence of batches than the run it continues.
-  """
+def input_position(text: Optional[str]) -> Optional[dict]:
+  """A saved input state in the pipeline's format, or None (an older run's
+  per-process grain state, or none)."""
   try:
-    saved = json.loads(text).get('worker_count')
-  except (ValueError, AttributeError):
-    return  # not a grain DataLoader state: nothing to compare
-  if saved is not None and int(saved) != int(worker_count):
-    raise ValueError(
-        f'the checkpoint {where} saved its input position with '
-        f'data.worker_count={saved} but the config has {worker_count}; the '
-        f'order of examples depends on it, so resume with '
-        f'--config.data.worker_count={saved} (or use a new --workdir).')
+    value = json.loads(text) if text else None
+  except ValueError:
+    return None
+  if isinstance(value, dict) and value.get('format') == INPUT_POSITION_FORMAT:
+    return value
+  return None
 
 
 # --- Steps without Orbax's commit markers. ---------------------------------
@@ -235,19 +238,20 @@ def adopt_unmarked_steps(directory: epath.Path) -> None:
 
   Every process reads; only process 0 writes, then all wait for it.
   """
-  def barrier(name):
-    # Every process reaches both (whatever it found), so none waits alone;
-    # the first keeps process 0's markers out of the others' listing.
-    if jax.process_count() > 1:
-      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-      multihost_utils.sync_global_devices(f'inception_jax:adopt:{name}')
-
   unmarked = []
   if directory.is_dir():
     unmarked = sorted((p for p in directory.iterdir()
                        if p.name.isdigit() and not has_commit_marker(p)),
                       key=lambda p: int(p.name))
-  barrier('listed')
+  multihost = jax.process_count() > 1
+  if multihost:
+    # Process 0's count decides for all (one collective, as the workdir
+    # lock's). Process 0 writes only after it, so every process listed the
+    # same steps before any marker appeared.
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    count = int(multihost_utils.broadcast_one_to_all(np.int32(len(unmarked))))
+    if count == 0:
+      return
   for step_dir in unmarked:
     try:
       check_complete(step_dir)
@@ -263,7 +267,8 @@ def adopt_unmarked_steps(directory: epath.Path) -> None:
       logging.warning('The checkpoint %s had no commit marker; its files are '
                       'all there and readable, so it is marked and used.',
                       step_dir)
-  barrier('marked')
+  if multihost:
+    multihost_utils.sync_global_devices('inception_jax:adopt_unmarked_steps')
 
 
 # --- Comparing the architecture of a checkpoint with the config's. ---------
@@ -404,20 +409,37 @@ class Checkpoints:
     """The newest complete checkpoint's state, or `init()` when there is none.
 
     A restored run also puts the input iterator back where the checkpoint
-    left it. Returns the state and the saved clock (None for a fresh start).
+    left it, on any number of processes and workers (`worker_count` is not
+    part of the order; kept for callers). Returns the state and the saved
+    clock (None for a fresh start).
     """
+    del worker_count
     latest = self.latest_step()
     if latest is None:
       return init(), None
     state, iterator_text, clock = self.restore(latest, abstract())
-    if iterator_text is None:
-      logging.warning('Checkpoint %d has no input state for this process; '
-                      'the input restarts from the beginning.', latest)
-    else:
-      check_input_order(iterator_text, worker_count,
-                        str(self.directory / str(latest)))
+    where = self.directory / str(latest)
+    if input_position(iterator_text) is not None:
       train_iter.set_state(iterator_state_from_text(
           iterator_text, train_iter.get_state()))
+      return state, clock
+    # No position in today's format: an older run's per-process grain state
+    # (another order altogether), or none saved for this process.
+    current = input_position(
+        iterator_state_to_text(train_iter.get_state()))
+    if current is None:
+      logging.warning('Checkpoint %s has no input position this input can '
+                      'resume from; the input restarts from the beginning.',
+                      where)
+      return state, clock
+    step = int(jax.device_get(state.step))
+    current['examples'] = step * int(current['global_batch_size'])
+    logging.warning(
+        'Checkpoint %s has no input position in the current format (an older '
+        'run\'s, or none for this process); the input continues at step %d of '
+        'the current order, so examples of this epoch may repeat or be '
+        'missed.', where, step)
+    train_iter.set_state(json.dumps(current))
     return state, clock
 
   def wait_until_finished(self) -> None:
