@@ -11,7 +11,9 @@ this tiny model's gradient is ill-conditioned (gradient norms of 60-160 at
 the start), and even a 1-process run on 4 devices and one on 8 differ by 0.1
 in some weights after 4 steps from float32 round-off alone, while agreeing
 to 5e-5 after 2. (BatchNorm's statistics over the global batch across
-devices are checked in test_train.py.)
+devices are checked in test_train.py.) A run saved by 2 processes resumes on 1
+and then on 2 again, and the examples it trains on are counted against one
+uninterrupted stream (`tests/runner.py --record_batches`).
 """
 
 import json
