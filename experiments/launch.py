@@ -36,6 +36,15 @@ fails. Actions, in the order a sweep needs them:
   stop     SIGTERMs the sweep on every worker: training saves a checkpoint
            and exits; `start` later resumes it.
   delete   deletes the TPU VM (or the queued resource with its VM).
+  watch    (last) keeps the sweep going on preemptible capacity until every
+           member has its `summary.json` under --root: every --poll_s it
+           reads the TPU's state (`tpu-vm describe --format=value(state)`,
+           and with --queued the queued resource's first); when it is
+           PREEMPTED, TERMINATED, gone (NOT_FOUND), or the queued resource
+           SUSPENDED or FAILED, it deletes, creates (capacity errors retried
+           with a doubling wait, at most --max_create_attempts times), sets
+           up and starts again, at most --max_recreations times, with one
+           log line each. `create,setup,start,watch` launches and watches.
 
 Every command goes through a runner (argv list -> exit status), so tests
 check the generated commands without touching the network.
@@ -49,7 +58,8 @@ import re
 import shlex
 import subprocess
 import tempfile
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+import time
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from absl import flags
 
@@ -68,7 +78,7 @@ RUNTIME_VERSIONS: Dict[str, str] = {
     'v6e': 'v2-alpha-tpuv6e',
 }
 ACTIONS = ('create', 'setup', 'start', 'status', 'logs', 'results', 'stop',
-           'delete')
+           'delete', 'watch')
 LIBTPU_FIND_LINKS = ('https://storage.googleapis.com/jax-releases/'
                      'libtpu_releases.html')
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,6 +86,8 @@ TARBALL_EXCLUDES = ('./.git', './.venv', './runs', '__pycache__', '*.pyc',
                     '.pytest_cache')
 
 Runner = Callable[[List[str]], int]
+# argv -> (exit status, stdout and stderr): what `watch` reads answers with.
+CaptureRunner = Callable[[List[str]], Tuple[int, str]]
 
 
 def accelerator_family(accelerator: str) -> str:
@@ -239,7 +251,9 @@ def sweep_script(members: Sequence[sweeps.Member], *, config: str, root: str,
   Before each attempt the loop clears what a crashed attempt leaves behind
   (jax#10192): the previous trainer of that member if it still runs (its pid
   is kept in `pid_dir`, checked to be an inception_jax trainer so a reused
-  pid is never hit: SIGTERM, then SIGKILL after kill_wait_s), and
+  pid is never hit), and any other live `inception_jax.main` of the same
+  `--workdir` (an earlier sweep's; SIGTERM, then SIGKILL after kill_wait_s),
+  and
   `libtpu_lockfile` unless a live process holds it (fuser), which otherwise
   makes the next start fail with "TPU in use".
   """
@@ -251,16 +265,38 @@ def sweep_script(members: Sequence[sweeps.Member], *, config: str, root: str,
       f'mkdir -p {shlex.quote(pid_dir)}',
       'trainer_alive() { [ -n "$1" ] && kill -0 "$1" 2> /dev/null && '
       'grep -q inception_jax "/proc/$1/cmdline" 2> /dev/null; }',
-      'clear_leftovers() {',
-      '  local pidfile=$1 pid',
-      '  pid=$(cat "$pidfile" 2> /dev/null || true)',
-      '  if trainer_alive "$pid"; then',
-      '    echo "ending leftover trainer $pid"',
-      '    pkill -TERM -P "$pid" 2> /dev/null; kill -TERM "$pid" 2> /dev/null',
-      f'    for i in $(seq 1 {kill_wait_s}); do trainer_alive "$pid" || break; '
+      # Trainers of this member that no pid file names (an earlier sweep's,
+      # started by hand, or a pid file lost with a crashed loop): matched by
+      # whole arguments, so the loop's own `bash -c SCRIPT`, which holds
+      # the same words inside one argument, never matches.
+      'member_trainers() {',
+      '  local p a m w args',
+      '  for p in /proc/[0-9]*; do',
+      '    m=0; w=0',
+      '    mapfile -d "" args < "$p/cmdline" 2> /dev/null || continue',
+      '    for a in "${args[@]}"; do',
+      '      [ "$a" = inception_jax.main ] && m=1',
+      '      [ "$a" = "--workdir=$1" ] && w=1',
+      '    done',
+      '    [ $m = 1 ] && [ $w = 1 ] && echo "${p#/proc/}"',
+      '  done',
+      '  return 0',
+      '}',
+      'end_trainer() {',
+      '  local pid=$1 i',
+      '  echo "ending leftover trainer $pid"',
+      '  pkill -TERM -P "$pid" 2> /dev/null; kill -TERM "$pid" 2> /dev/null',
+      f'  for i in $(seq 1 {kill_wait_s}); do trainer_alive "$pid" || break; '
       'sleep 1; done',
-      '    pkill -KILL -P "$pid" 2> /dev/null; kill -KILL "$pid" 2> /dev/null',
-      '  fi',
+      '  pkill -KILL -P "$pid" 2> /dev/null; kill -KILL "$pid" 2> /dev/null',
+      '}',
+      'clear_leftovers() {',
+      '  local pidfile=$1 workdir=$2 pid',
+      '  pid=$(cat "$pidfile" 2> /dev/null || true)',
+      '  if trainer_alive "$pid"; then end_trainer "$pid"; fi',
+      '  for pid in $(member_trainers "$workdir"); do',
+      '    trainer_alive "$pid" && end_trainer "$pid"',
+      '  done',
       '  rm -f "$pidfile"',
       f'  if [ -e {shlex.quote(libtpu_lockfile)} ]; then',
       f'    if command -v fuser > /dev/null && fuser {shlex.quote(libtpu_lockfile)} '
@@ -281,7 +317,7 @@ def sweep_script(members: Sequence[sweeps.Member], *, config: str, root: str,
       '    if finished "$workdir"; then',
       '      echo "finished: $workdir"; return 0',
       '    fi',
-      '    clear_leftovers "$pidfile"',
+      '    clear_leftovers "$pidfile" "$workdir"',
       '    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) attempt $attempt: $workdir"',
       '    "$@" & pid=$!',
       '    echo "$pid" > "$pidfile"',
@@ -390,6 +426,9 @@ def plan(actions: Sequence[str], *, target: Target,
   local_tarball = local_tarball or os.path.join(
       tempfile.gettempdir(), f'{target.tpu}-code.tar.gz')
   local_dir = local_dir or os.path.join('runs', sweep)
+  if 'watch' in actions[:-1]:
+    raise ValueError('--action=watch must come last (it runs until every '
+                     'member has finished).')
   steps: List[Step] = []
   for action in actions:
     if action == 'create':
@@ -438,6 +477,195 @@ def execute(steps: Sequence[Step], runner: Runner,
   return 0
 
 
+# --- watch: recreate a preempted TPU until every member has finished. --------
+
+# A TPU VM in one of these states will not run the sweep again by waiting.
+DEAD_VM_STATES = ('PREEMPTED', 'TERMINATED', 'NOT_FOUND')
+# A queued resource in one of these must be deleted and queued again.
+DEAD_QUEUED_STATES = ('SUSPENDED', 'FAILED', 'NOT_FOUND')
+# What gcloud says when a zone has no TPU capacity for the request (worth
+# waiting for) rather than a mistake in it (worth stopping for).
+CAPACITY_ERRORS = re.compile(
+    r'RESOURCE_EXHAUSTED|no more capacity|insufficient capacity|'
+    r'out of capacity|stockout|capacity.*(unavailable|exhausted)', re.I)
+_NOT_FOUND = re.compile(r'NOT_FOUND|not found', re.I)
+
+
+def capture_runner(argv: List[str]) -> Tuple[int, str]:
+  done = subprocess.run(argv, capture_output=True, text=True, check=False)
+  return done.returncode, done.stdout + done.stderr
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchOptions:
+  poll_s: float = 300.0
+  max_recreations: int = 10
+  max_create_attempts: int = 20
+  create_retry_s: float = 60.0  # doubled after each capacity error
+  create_retry_max_s: float = 1800.0
+
+
+def _describe(target: Target, queued: bool) -> List[str]:
+  if queued:
+    return ['gcloud', 'compute', 'tpus', 'queued-resources', 'describe',
+            target.tpu, *target.flags(), '--format=value(state.state)']
+  return _tpu_vm('describe', target, target.tpu, '--format=value(state)')
+
+
+def _finished_listing(root: str) -> List[str]:
+  # One listing for every member; gcloud exits 1 when nothing matches.
+  return ['gcloud', 'storage', 'ls',
+          sweeps.join_path(root, f'*/{run_lib.FINISHED_MARKER}')]
+
+
+def unfinished_members(members: Sequence[sweeps.Member], root: str,
+                       run: CaptureRunner) -> Optional[List[str]]:
+  """Workdirs without summary.json, or None when the listing failed."""
+  status, output = run(_finished_listing(root))
+  if status != 0 and not re.search(r'matched no objects|not found', output,
+                                   re.I):
+    return None
+  listed = set(output.split())
+  return [w for w in (sweeps.join_path(root, m.dirname) for m in members)
+          if sweeps.join_path(w, run_lib.FINISHED_MARKER) not in listed]
+
+
+def tpu_state(target: Target, run: CaptureRunner, vm: bool = True) -> str:
+  """The VM's state (READY, PREEMPTED, ...), or with --queued the queued
+  resource's unless it is ACTIVE (or `vm` is False); NOT_FOUND when gcloud
+  says it is gone, UNKNOWN when gcloud fails otherwise (a network error: ask
+  again)."""
+  for queued in ([True, False][:2 if vm else 1] if target.queued else
+                 [False]):
+    status, output = run(_describe(target, queued))
+    if status != 0:
+      return 'NOT_FOUND' if _NOT_FOUND.search(output) else 'UNKNOWN'
+    lines = output.strip().splitlines()
+    state = lines[-1].strip() if lines else 'UNKNOWN'
+    if queued and state != 'ACTIVE':
+      return state
+  return state
+
+
+def _last_line(output: str) -> str:
+  lines = [l for l in output.strip().splitlines() if l.strip()]
+  return lines[-1].strip() if lines else ''
+
+
+def _run_steps(steps: Sequence[Step], run: CaptureRunner,
+               log: Callable[[str], None]) -> Tuple[int, str]:
+  for step in steps:
+    log(f'# {step.action}: {step.description}\n{shlex.join(step.argv)}')
+    status, output = run(step.argv)
+    if status != 0:
+      return status, output
+  return 0, ''
+
+
+def _create(target: Target, run: CaptureRunner, opts: WatchOptions,
+            log: Callable[[str], None],
+            sleep: Callable[[float], None]) -> bool:
+  """Creates the TPU, waiting out capacity errors; True once it exists."""
+  create = create_steps(target)[:1]  # the queued wait is polled here
+  wait = opts.create_retry_s
+  for attempt in range(1, opts.max_create_attempts + 1):
+    status, output = _run_steps(create, run, log)
+    capacity = bool(CAPACITY_ERRORS.search(output)) if status else False
+    if status == 0 and target.queued:
+      while True:
+        state = tpu_state(target, run, vm=False)
+        if state == 'ACTIVE' or state in DEAD_QUEUED_STATES:
+          break
+        log(f'watch: queued resource {target.tpu} is {state}; waiting')
+        sleep(opts.poll_s)
+      if state != 'ACTIVE':
+        # The queue gave up on the request: no capacity; queue again.
+        status, output, capacity = 1, f'the queued resource is {state}', True
+        _run_steps(delete_steps(target), run, log)
+    if status == 0:
+      return True
+    if not capacity:
+      log(f'error: creating {target.tpu} failed: {_last_line(output)}')
+      return False
+    log(f'watch: no capacity for {target.accelerator} (create attempt '
+        f'{attempt}/{opts.max_create_attempts}: {_last_line(output)}); '
+        f'retrying in {wait:.0f}s')
+    if attempt < opts.max_create_attempts:
+      sleep(wait)
+      wait = min(2 * wait, opts.create_retry_max_s)
+  log(f'error: no capacity for {target.tpu} after '
+      f'{opts.max_create_attempts} create attempts.')
+  return False
+
+
+def watch(target: Target, *, members: Sequence[sweeps.Member], root: str,
+          setup_and_start: Sequence[Step], run: CaptureRunner,
+          opts: WatchOptions = WatchOptions(),
+          log: Callable[[str], None] = print,
+          sleep: Callable[[float], None] = time.sleep) -> int:
+  """Recreates the TPU after preemptions until every member has finished.
+
+  Returns 0 when every member has its summary.json, 1 when the TPU needed
+  more than `opts.max_recreations` recreations or could not be recreated.
+  """
+  recreations = 0
+  while True:
+    unfinished = unfinished_members(members, root, run)
+    if unfinished == []:  # pylint: disable=g-explicit-bool-comparison
+      log(f'watch: every member of the sweep has finished ({len(members)}); '
+          f'{recreations} recreation(s).')
+      return 0
+    state = tpu_state(target, run)
+    dead = DEAD_QUEUED_STATES + DEAD_VM_STATES if target.queued else (
+        DEAD_VM_STATES)
+    left = '?' if unfinished is None else len(unfinished)
+    if state not in dead:
+      log(f'watch: {target.tpu} is {state}; {left} member(s) unfinished')
+      sleep(opts.poll_s)
+      continue
+    if recreations >= opts.max_recreations:
+      log(f'error: {target.tpu} is {state} again after {recreations} '
+          f'recreation(s) (--max_recreations={opts.max_recreations}); '
+          f'{left} member(s) unfinished. Raise --max_recreations or try '
+          'another zone.')
+      return 1
+    recreations += 1
+    log(f'watch: {target.tpu} is {state}; recreation {recreations}/'
+        f'{opts.max_recreations}: delete, create, setup, start '
+        f'({left} member(s) unfinished)')
+    if state != 'NOT_FOUND':
+      status, output = _run_steps(delete_steps(target), run, log)
+      if status != 0 and not _NOT_FOUND.search(output):
+        log(f'error: deleting {target.tpu} failed: {_last_line(output)}')
+        return 1
+    if not _create(target, run, opts, log, sleep):
+      return 1
+    status, output = _run_steps(setup_and_start, run, log)
+    if status != 0:
+      # The next poll sees a READY VM without a sweep; say so and stop
+      # rather than watch a VM that does nothing.
+      log(f'error: setting up or starting on {target.tpu} failed: '
+          f'{_last_line(output)}')
+      return 1
+
+
+def format_watch(target: Target, members: Sequence[sweeps.Member], root: str,
+                 opts: WatchOptions) -> str:
+  """What `watch` would run, for --dry_run."""
+  lines = [f'# watch: every {opts.poll_s:g}s until every member has its '
+           f'{run_lib.FINISHED_MARKER} ({len(members)} member(s))',
+           shlex.join(_finished_listing(root))]
+  if target.queued:
+    lines.append(shlex.join(_describe(target, True)))
+  lines.append(shlex.join(_describe(target, False)))
+  lines.append(f'# watch: when it is {"/".join(DEAD_VM_STATES)} (or the '
+               f'queued resource {"/".join(DEAD_QUEUED_STATES[:2])}), at most '
+               f'{opts.max_recreations} times: delete, create (at most '
+               f'{opts.max_create_attempts} attempts on capacity errors), '
+               'setup, start')
+  return '\n'.join(lines)
+
+
 def subprocess_runner(argv: List[str]) -> int:
   return subprocess.call(argv)
 
@@ -445,25 +673,42 @@ def subprocess_runner(argv: List[str]) -> int:
 FLAGS = flags.FLAGS
 
 
-def main(argv, runner: Runner = subprocess_runner) -> int:
+def main(argv, runner: Runner = subprocess_runner,
+         capture: CaptureRunner = capture_runner) -> int:
   del argv
   target = Target(tpu=FLAGS.tpu, zone=FLAGS.zone,
                   accelerator=FLAGS.accelerator, project=FLAGS.project,
                   spot=FLAGS.spot, queued=FLAGS.queued,
                   version=FLAGS.runtime_version)
   actions = [a.strip() for a in FLAGS.action.split(',') if a.strip()]
-  steps = plan(
-      actions, target=target, members=run_lib.selected_members(),
+  members = run_lib.selected_members()
+  common = dict(
+      target=target, members=members,
       sweep=FLAGS.sweep, config=FLAGS.config, root=FLAGS.root,
       config_args=FLAGS.config_args, sets=sweeps.parse_sets(FLAGS.set),
       remote=Remote(code_dir=FLAGS.remote_dir,
                     python_version=FLAGS.python_version),
       local_tarball=FLAGS.tarball, local_dir=FLAGS.local_dir,
       max_attempts=FLAGS.max_attempts)
+  steps = plan(actions, **common)
+  watching = actions[-1:] == ['watch']
+  opts = WatchOptions(
+      poll_s=FLAGS.poll_s, max_recreations=FLAGS.max_recreations,
+      max_create_attempts=FLAGS.max_create_attempts,
+      create_retry_s=FLAGS.create_retry_s)
   if FLAGS.dry_run:
-    print(format_plan(steps))
+    printed = [format_plan(steps)] if steps else []
+    if watching:
+      printed.append(format_watch(target, members, FLAGS.root, opts))
+    print('\n'.join(printed))
     return 0
-  return execute(steps, runner)
+  status = execute(steps, runner)
+  if status != 0 or not watching:
+    return status
+  return watch(target, members=members, root=FLAGS.root,
+               setup_and_start=plan(['setup', 'start'], **common),
+               run=capture, opts=opts,
+               log=lambda line: print(line, flush=True))
 
 
 def define_flags() -> None:
@@ -495,6 +740,16 @@ def define_flags() -> None:
                       'runs/<sweep>.')
   flags.DEFINE_integer('max_attempts', 20,
                        'Attempts per member before the sweep moves on.')
+  flags.DEFINE_float('poll_s', 300.0,
+                     'watch: seconds between looks at the TPU and the runs.')
+  flags.DEFINE_integer('max_recreations', 10,
+                       'watch: recreations of the TPU before giving up.')
+  flags.DEFINE_integer('max_create_attempts', 20,
+                       'watch: create attempts per recreation while the zone '
+                       'has no capacity.')
+  flags.DEFINE_float('create_retry_s', 60.0,
+                     'watch: first wait after a capacity error (doubles, '
+                     'at most 30 minutes).')
   flags.mark_flags_as_required(['tpu', 'zone'])
 
 

@@ -11,9 +11,12 @@ complete, so a directory named by a bare step number is always whole):
   ``{'batch_stats': ...}`` with BatchNorm and empty otherwise. (Checkpoints
   written before it existed hold ``batch_stats`` / ``ema_batch_stats``;
   they still resume and load.)
-* ``data_iterator/process_<i>-of-<n>.json``: each process's input iterator
-  state (grain's JSON), so a resumed run sees exactly the batches the
-  uninterrupted run would have seen.
+* ``data_iterator/process_<i>-of-<n>.json``: the input's position (JSON,
+  `INPUT_POSITION_FORMAT`: the count of the global stream's examples
+  consumed, the same in every process's file), so a resumed run sees
+  exactly the batches the uninterrupted run would have seen, on any number
+  of processes and workers. (Older runs saved grain's per-process state;
+  they resume at the saved step of today's order, with a warning.)
 * ``config/``: the run's full config (Orbax JSON item).
 * ``metadata/``: what a loader needs without the training code (Orbax JSON
   item): ``format``, ``step``, ``model`` (the exact keyword arguments of
@@ -23,17 +26,26 @@ complete, so a directory named by a bare step number is always whole):
   sessions, which a resumed run continues).
 
 ``DIR/config.json`` beside it is the same config for people and scripts.
+
+Orbax marks a finished save with ``commit_success.txt`` (in the step and in
+each item). A step copied without those markers (``gsutil cp``/``cp -r`` of
+a checkpoint written by an Orbax that did not write them; on ``gs://``
+Orbax's own check then calls it incomplete) is trusted only after
+`check_complete` has read every file the trainer writes: a resumed run then
+adds the markers (`adopt_unmarked_steps`), `restore.load` reads it as it is.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any, Callable, Mapping, Optional, Tuple
 
 from absl import logging
 import flax
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
@@ -42,6 +54,12 @@ from inception_jax.train_state import upgrade_state_dict
 FORMAT = 'inception_jax.train_state/1'
 CHECKPOINTS_DIR = 'checkpoints'
 ITEMS = ('state', 'data_iterator', 'config', 'metadata')
+# The training input's saved position (data/pipeline.py): the count of the
+# global stream's examples consumed, valid for any process count.
+INPUT_POSITION_FORMAT = 'inception_jax.input_position/1'
+# Orbax's marker of a finished save (its atomicity.COMMIT_SUCCESS_FILE).
+COMMIT_MARKER = 'commit_success.txt'
+_ITERATOR_FILE = re.compile(r'process_(\d+)-of-(\d+)\.json')
 
 
 # --- The input iterator's state, one JSON file per process. -----------------
@@ -61,9 +79,13 @@ class IteratorStateHandler(ocp.CheckpointHandler):
   def restore(self, directory: epath.Path,
               args: Optional['IteratorStateRestore'] = None) -> Optional[str]:
     path = directory / _iterator_file()
-    if not path.exists():
-      return None
-    return path.read_text()
+    if path.exists():
+      return path.read_text()
+    # Saved by another number of processes: the input position is the
+    # global stream's (the same in every file), so any process's will do.
+    saved = sorted((int(m.group(1)), p) for p in directory.iterdir()
+                   for m in [_ITERATOR_FILE.fullmatch(p.name)] if m)
+    return saved[0][1].read_text() if saved else None
 
   def metadata(self, directory: epath.Path) -> Any:
     return None
@@ -103,23 +125,150 @@ def iterator_state_from_text(text: str, like: Any) -> Any:
   return json.loads(text)
 
 
-def check_input_order(text: str, worker_count: int, where: str) -> None:
-  """Raises ValueError when a saved input position needs other workers.
-
-  grain's order of examples depends on `worker_count`, and its saved position
-  is counted per worker: resuming with another count would silently read a
-  different sequence of batches than the run it continues.
-  """
+def input_position(text: Optional[str]) -> Optional[dict]:
+  """A saved input state in the pipeline's format, or None (an older run's
+  per-process grain state, or none)."""
   try:
-    saved = json.loads(text).get('worker_count')
-  except (ValueError, AttributeError):
-    return  # not a grain DataLoader state: nothing to compare
-  if saved is not None and int(saved) != int(worker_count):
+    value = json.loads(text) if text else None
+  except ValueError:
+    return None
+  if isinstance(value, dict) and value.get('format') == INPUT_POSITION_FORMAT:
+    return value
+  return None
+
+
+# --- Steps without Orbax's commit markers. ---------------------------------
+
+def _one_line(error: BaseException) -> str:
+  text = ' '.join(str(error).split()) or type(error).__name__
+  return text if len(text) <= 200 else text[:197] + '...'
+
+
+def has_commit_marker(step_dir: epath.PathLike) -> bool:
+  return (epath.Path(step_dir) / COMMIT_MARKER).exists()
+
+
+def _tree_of(metadata: Any) -> Any:
+  metadata = getattr(metadata, 'item_metadata', metadata)
+  return getattr(metadata, 'tree', metadata)
+
+
+def _check_state(state_dir: epath.Path) -> None:
+  """Reads every array of the ``state`` item: truncated files fail here."""
+  # Handlers, not Checkpointers: a Checkpointer refuses an unmarked item on
+  # gs:// before reading a byte, which is the very case checked here.
+  handler = ocp.PyTreeCheckpointHandler()
+  try:
+    tree = _tree_of(handler.metadata(state_dir))
+    if not jax.tree.leaves(tree):
+      raise ValueError('it holds no arrays')
+    as_numpy = jax.tree.map(
+        lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    restored = handler.restore(
+        state_dir, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
+    for (path, saved), value in zip(
+        jax.tree_util.tree_leaves_with_path(tree), jax.tree.leaves(restored)):
+      if tuple(np.shape(value)) != tuple(getattr(saved, 'shape', ())):
+        raise ValueError(f'{jax.tree_util.keystr(path)} has shape '
+                         f'{np.shape(value)}, its metadata {saved.shape}')
+  finally:
+    handler.close()
+
+
+def _check_iterator_states(item_dir: epath.Path) -> None:
+  """One readable input position per process of the run that saved it."""
+  found = {}
+  for path in item_dir.iterdir():
+    match = _ITERATOR_FILE.fullmatch(path.name)
+    if match:
+      found.setdefault(int(match.group(2)), set()).add(int(match.group(1)))
+      json.loads(path.read_text())
+  if len(found) != 1:
+    raise ValueError('expected the input positions of one run '
+                     f'(process_<i>-of-<n>.json), found counts {sorted(found)}')
+  (count, indices), = found.items()
+  if indices != set(range(count)):
+    raise ValueError(f'has the input positions of processes {sorted(indices)} '
+                     f'of {count}')
+
+
+def check_complete(step_dir: epath.PathLike,
+                   items: Tuple[str, ...] = ITEMS) -> None:
+  """Raises ValueError unless every item of a saved step reads back whole.
+
+  What is read: each item's directory; the JSON items (config, metadata);
+  every array of ``state`` in full, against its recorded shape; one input
+  position per process of the saving run. A step that passes is what the
+  trainer wrote, whether or not Orbax's commit markers came with it.
+  """
+  step_dir = epath.Path(step_dir)
+  problem = None
+  for item in items:
+    item_dir = step_dir / item
+    try:
+      if not item_dir.is_dir():
+        raise ValueError('missing')
+      if item == 'state':
+        _check_state(item_dir)
+      elif item == 'data_iterator':
+        _check_iterator_states(item_dir)
+      else:
+        handler = ocp.JsonCheckpointHandler()
+        if not isinstance(handler.restore(item_dir), dict):
+          raise ValueError('not a JSON object')
+    except Exception as e:  # pylint: disable=broad-except
+      problem = f'{item}/: {_one_line(e)}'
+      break
+  if problem is not None:
     raise ValueError(
-        f'the checkpoint {where} saved its input position with '
-        f'data.worker_count={saved} but the config has {worker_count}; the '
-        f'order of examples depends on it, so resume with '
-        f'--config.data.worker_count={saved} (or use a new --workdir).')
+        f'the checkpoint {step_dir} has no commit marker and is incomplete '
+        f'({problem}); copy it again whole, or remove it to use the step '
+        'before.')
+
+
+def adopt_unmarked_steps(directory: epath.Path) -> None:
+  """Checks each step without a commit marker and marks the complete ones.
+
+  Orbax on gs:// ignores a step without ``commit_success.txt`` (a resumed
+  run would silently start over); on a local disk it trusts any directory
+  named by a step number. A complete copy is marked so both see it; an
+  incomplete one that Orbax would trust raises ValueError naming it, one
+  Orbax ignores is left to Orbax (an interrupted save on gs:// looks the
+  same, and Orbax removes it).
+
+  Every process reads; only process 0 writes, then all wait for it.
+  """
+  unmarked = []
+  if directory.is_dir():
+    unmarked = sorted((p for p in directory.iterdir()
+                       if p.name.isdigit() and not has_commit_marker(p)),
+                      key=lambda p: int(p.name))
+  multihost = jax.process_count() > 1
+  if multihost:
+    # Process 0's count decides for all (one collective, as the workdir
+    # lock's). Process 0 writes only after it, so every process listed the
+    # same steps before any marker appeared.
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    count = int(multihost_utils.broadcast_one_to_all(np.int32(len(unmarked))))
+    if count == 0:
+      return
+  for step_dir in unmarked:
+    try:
+      check_complete(step_dir)
+    except ValueError as e:
+      if ocp.step.is_path_finalized(step_dir):
+        raise
+      logging.warning('Ignoring %s', e)
+      continue
+    if jax.process_index() == 0:
+      for path in [step_dir] + [step_dir / item for item in ITEMS]:
+        (path / COMMIT_MARKER).write_text(
+            f'Checked complete and marked by inception_jax: {path}')
+      logging.warning('The checkpoint %s had no commit marker; its files are '
+                      'all there and readable, so it is marked and used.',
+                      step_dir)
+  if multihost:
+    multihost_utils.sync_global_devices('inception_jax:adopt_unmarked_steps')
 
 
 # --- Comparing the architecture of a checkpoint with the config's. ---------
@@ -173,6 +322,7 @@ class Checkpoints:
   def __init__(self, workdir: str, *, keep: int):
     self.directory = epath.Path(workdir) / CHECKPOINTS_DIR
     self._warn_about_partial_saves()
+    adopt_unmarked_steps(self.directory)
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -259,20 +409,37 @@ class Checkpoints:
     """The newest complete checkpoint's state, or `init()` when there is none.
 
     A restored run also puts the input iterator back where the checkpoint
-    left it. Returns the state and the saved clock (None for a fresh start).
+    left it, on any number of processes and workers (`worker_count` is not
+    part of the order; kept for callers). Returns the state and the saved
+    clock (None for a fresh start).
     """
+    del worker_count
     latest = self.latest_step()
     if latest is None:
       return init(), None
     state, iterator_text, clock = self.restore(latest, abstract())
-    if iterator_text is None:
-      logging.warning('Checkpoint %d has no input state for this process; '
-                      'the input restarts from the beginning.', latest)
-    else:
-      check_input_order(iterator_text, worker_count,
-                        str(self.directory / str(latest)))
+    where = self.directory / str(latest)
+    if input_position(iterator_text) is not None:
       train_iter.set_state(iterator_state_from_text(
           iterator_text, train_iter.get_state()))
+      return state, clock
+    # No position in today's format: an older run's per-process grain state
+    # (another order altogether), or none saved for this process.
+    current = input_position(
+        iterator_state_to_text(train_iter.get_state()))
+    if current is None:
+      logging.warning('Checkpoint %s has no input position this input can '
+                      'resume from; the input restarts from the beginning.',
+                      where)
+      return state, clock
+    step = int(jax.device_get(state.step))
+    current['examples'] = step * int(current['global_batch_size'])
+    logging.warning(
+        'Checkpoint %s has no input position in the current format (an older '
+        'run\'s, or none for this process); the input continues at step %d of '
+        'the current order, so examples of this epoch may repeat or be '
+        'missed.', where, step)
+    train_iter.set_state(json.dumps(current))
     return state, clock
 
   def wait_until_finished(self) -> None:

@@ -43,6 +43,13 @@ CHECKPOINTS_DIR = checkpointing.CHECKPOINTS_DIR
 STATE_ITEM, _, CONFIG_ITEM, METADATA_ITEM = checkpointing.ITEMS
 # Orbax writes a step under a temporary name and renames it when complete.
 _TMP_MARKER = '.orbax-checkpoint-tmp'
+# What load() reads of an unmarked step (the trainer's every item but the
+# input positions, which inference never needs).
+_LOAD_ITEMS = (STATE_ITEM, CONFIG_ITEM, METADATA_ITEM)
+# Items are read by name, not by Orbax's storage-specific commit check:
+# find_checkpoint has already decided the step is whole.
+_READ_AS_FINAL = {'temporary_path_class':
+                  ocp.path.atomicity.AtomicRenameTemporaryPath}
 
 
 class Restored(NamedTuple):
@@ -93,33 +100,50 @@ def _is_step_dir(path: epath.Path) -> bool:
 
 
 def _is_finalized(path: epath.Path) -> bool:
-  # Local file systems: the rename is the commit. Object stores (gs://)
-  # cannot rename atomically, so Orbax adds commit_success.txt instead.
+  """Whether a step is whole: False for an interrupted save's temporary
+  directory; True with Orbax's commit marker; without one (a copy made by
+  gsutil or cp -r, or a save interrupted on gs://, where Orbax commits by
+  the marker rather than by a rename) True only once every file is checked.
+
+  Raises:
+    ValueError: an unmarked step that fails the check (naming it and what is
+      missing), or one whose marker cannot be read.
+  """
   if _is_tmp(path):
     return False
   try:
-    return bool(ocp.step.is_path_finalized(path))
+    marked = checkpointing.has_commit_marker(path)
   except Exception as e:  # pylint: disable=broad-except
     # An unreadable step is reported, never trusted.
     raise ValueError(f'Cannot tell whether the checkpoint {path} is complete: '
                      f'{_one_line(e)}') from None
+  if not marked:
+    checkpointing.check_complete(path, _LOAD_ITEMS)
+  return True
 
 
 def _newest_step_dir(directory: epath.Path) -> Optional[epath.Path]:
   """The newest complete ``<step>`` directory; warns about partial ones."""
-  complete = []
+  candidates = []
   for child in directory.iterdir():
     if not child.is_dir():
       continue
-    if _is_tmp(child) or (child.name.isdigit() and not _is_finalized(child)):
+    if _is_tmp(child):
       warnings.warn(
           f'Ignoring the incomplete checkpoint {child} (a save that was '
           'interrupted or is still running); only complete steps are read.',
           stacklevel=3)
-      continue
-    if child.name.isdigit() and _is_step_dir(child):
-      complete.append((int(child.name), child))
-  return max(complete)[1] if complete else None
+    elif child.name.isdigit():
+      candidates.append((int(child.name), child))
+  # Newest first, checking only as far as the first whole one: an unmarked
+  # step is read in full to be trusted.
+  for _, child in sorted(candidates, reverse=True):
+    try:
+      if _is_finalized(child) and _is_step_dir(child):
+        return child
+    except ValueError as e:
+      warnings.warn(f'Ignoring {e}', stacklevel=3)
+  return None
 
 
 def find_checkpoint(path: epath.PathLike) -> Tuple[str, epath.Path]:
@@ -162,7 +186,8 @@ def _read_json_item(step_dir: epath.Path, item: str) -> dict:
   """Reads a JSON item of a composite checkpoint (Orbax JsonSave)."""
   item_dir = step_dir / item
   try:
-    with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as ckptr:
+    with ocp.Checkpointer(ocp.JsonCheckpointHandler(),
+                          **_READ_AS_FINAL) as ckptr:
       value = ckptr.restore(item_dir)
   except Exception as e:  # pylint: disable=broad-except
     raise ValueError(
@@ -180,7 +205,8 @@ def _variable_keys(step_dir: epath.Path, polyak: bool) -> Tuple[str, str]:
   as ``batch_stats`` / ``ema_batch_stats``.
   """
   try:
-    with ocp.PyTreeCheckpointer() as ckptr:
+    with ocp.Checkpointer(ocp.PyTreeCheckpointHandler(),
+                          **_READ_AS_FINAL) as ckptr:
       tree = ckptr.metadata(step_dir / STATE_ITEM)
       tree = getattr(tree, 'item_metadata', tree)
       tree = getattr(tree, 'tree', tree)
@@ -213,7 +239,8 @@ def restore_state_subtrees(step_dir: epath.PathLike,
   state_dir = _as_path(step_dir) / STATE_ITEM
   sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   try:
-    with ocp.PyTreeCheckpointer() as ckptr:
+    with ocp.Checkpointer(ocp.PyTreeCheckpointHandler(),
+                          **_READ_AS_FINAL) as ckptr:
       tree = ckptr.metadata(state_dir)
       tree = getattr(tree, 'item_metadata', tree)
       tree = getattr(tree, 'tree', tree)

@@ -2,6 +2,7 @@
 
   python -m tests.runner --config=... --workdir=... [--nan_at_step=N]
       [--kill_at_step=N --kill_after_checkpoint=M] [--paired_processes=2]
+      [--record_batches=DIR]
 
 `train.train_and_evaluate` takes the training input (`make_train_iter`) and
 a per-step callback (`on_step`) as arguments; these flags use them, so no
@@ -13,8 +14,12 @@ test patches the trainer's internals:
 * ``--paired_processes=P``: one process is fed the concatenated batches of
   P processes' input shards (process 0's first), i.e. the global batches of
   a P-process run, to compare a multi-process run with a single process.
+* ``--record_batches=DIR``: each process appends, per batch it trains on, one
+  line of its examples' digests (image and label bytes) to
+  ``DIR/process_<i>.jsonl``.
 """
 
+import hashlib
 import json
 import os
 import signal
@@ -76,6 +81,33 @@ class PairedInput:
     raise NotImplementedError('a paired reference run does not resume')
 
 
+class RecordedInput:
+  """Passes batches through, writing down which examples each one holds."""
+
+  def __init__(self, iterator, directory):
+    import jax  # pylint: disable=g-import-not-at-top
+    os.makedirs(directory, exist_ok=True)
+    self.iterator = iterator
+    self.path = os.path.join(directory, f'process_{jax.process_index()}.jsonl')
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    batch = next(self.iterator)
+    digests = [hashlib.sha1(image.tobytes() + label.tobytes()).hexdigest()[:16]
+               for image, label in zip(batch['image'], batch['label'])]
+    with open(self.path, 'a', encoding='utf-8') as f:
+      f.write(json.dumps(digests) + '\n')
+    return batch
+
+  def get_state(self):
+    return self.iterator.get_state()
+
+  def set_state(self, state):
+    self.iterator.set_state(state)
+
+
 def make_train_iter(data_cfg, *, global_batch_size, seed):
   count = FLAGS.paired_processes
   if count:
@@ -88,6 +120,8 @@ def make_train_iter(data_cfg, *, global_batch_size, seed):
         data_cfg, global_batch_size=global_batch_size, seed=seed)
   if FLAGS.nan_at_step:
     iterator = PoisonedInput(iterator, FLAGS.nan_at_step)
+  if FLAGS.record_batches:
+    iterator = RecordedInput(iterator, FLAGS.record_batches)
   return iterator
 
 
@@ -113,6 +147,8 @@ def define_flags():
                        'Checkpoint step that must be on disk first.')
   flags.DEFINE_integer('paired_processes', 0,
                        'Feed the global batches of this many processes.')
+  flags.DEFINE_string('record_batches', None,
+                      'Write each batch\'s example digests under this dir.')
 
 
 def main(argv):

@@ -20,6 +20,7 @@ import pytest
 from inception_jax import checkpointing
 from inception_jax import restore
 from inception_jax import train
+from inception_jax.data import pipeline
 from tests.helpers import (TINY_CONFIG, assert_trees_equal, restore_state,
                            run_main, run_python, saved_steps, tiny_config)
 
@@ -133,16 +134,18 @@ def test_architecture_mismatch_is_a_clear_error(tiny_run, tmp_path):
   assert 'different architecture: params/' in message and 'shape' in message
 
 
-def test_resume_with_other_worker_count_is_a_clear_error(tiny_run, tmp_path):
-  workdir = str(tmp_path / 'run')
+def test_resume_with_other_worker_count_is_bit_identical(tiny_run, tmp_path):
+  """The order of examples and their augmentation do not depend on grain's
+  worker processes, so a run resumes with another data.worker_count."""
+  workdir = tmp_path / 'run'
   shutil.copytree(tiny_run, workdir)
-  with pytest.raises(ValueError) as e:
-    train.train_and_evaluate(
-        tiny_config(total_steps=9, **{'data.worker_count': 1}), workdir)
-  message = str(e.value)
-  assert 'data.worker_count=0 but the config has 1' in message
-  assert '--config.data.worker_count=0' in message
-  assert saved_steps(workdir) == [3, 6]  # nothing trained or written over
+  os.remove(workdir / 'summary.json')
+  shutil.rmtree(workdir / 'checkpoints' / '6')
+  resumed = run_main([f'--config={TINY_CONFIG}', f'--workdir={workdir}',
+                      '--config.data.worker_count=2'])
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert 'Resuming from the checkpoint at step 3' in resumed.stdout
+  assert_trees_equal(restore_state(tiny_run, 6), restore_state(workdir, 6))
 
 
 def test_sigterm_saves_and_returns(tmp_path):
@@ -160,3 +163,85 @@ def test_sigterm_saves_and_returns(tmp_path):
   assert not os.path.exists(os.path.join(workdir, 'summary.json'))
   flat = flax.traverse_util.flatten_dict(restore_state(workdir, 4)['params'])
   assert all(np.all(np.isfinite(v)) for v in flat.values())
+
+
+def _remove_commit_markers(workdir):
+  for root, _, files in os.walk(os.path.join(workdir, 'checkpoints')):
+    if checkpointing.COMMIT_MARKER in files:
+      os.remove(os.path.join(root, checkpointing.COMMIT_MARKER))
+
+
+def test_a_copy_without_commit_markers_resumes_once_checked(tiny_run,
+                                                            tmp_path):
+  workdir = tmp_path / 'copy'
+  shutil.copytree(tiny_run, workdir)
+  os.remove(workdir / 'summary.json')
+  shutil.rmtree(workdir / 'checkpoints' / '6')
+  _remove_commit_markers(workdir)
+  resumed = run_main([f'--config={TINY_CONFIG}', f'--workdir={workdir}'])
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert 'Resuming from the checkpoint at step 3' in resumed.stdout
+  assert 'had no commit marker' in resumed.stderr
+  assert (workdir / 'checkpoints' / '3' / checkpointing.COMMIT_MARKER).exists()
+  assert_trees_equal(restore_state(tiny_run, 6), restore_state(workdir, 6))
+
+
+def test_a_truncated_copy_without_commit_markers_is_refused(tiny_run,
+                                                            tmp_path):
+  workdir = tmp_path / 'copy'
+  shutil.copytree(tiny_run, workdir)
+  _remove_commit_markers(workdir)
+  step_dir = workdir / 'checkpoints' / '6'
+  os.remove(step_dir / 'data_iterator' / 'process_0-of-1.json')
+  with pytest.raises(ValueError) as e:
+    train.train_and_evaluate(tiny_config(total_steps=9), str(workdir))
+  message = str(e.value)
+  assert message.startswith(f'the checkpoint {step_dir} has no commit marker '
+                            'and is incomplete (data_iterator/')
+  assert '\n' not in message
+  assert saved_steps(workdir) == [3, 6]
+
+
+def test_an_older_input_position_continues_at_the_saved_step(tiny_run,
+                                                             tmp_path):
+  """A checkpoint whose input state is grain's per-process JSON (runs from
+  before the global order) resumes at its step of today's order."""
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(tiny_run, workdir)
+  old = os.path.join(workdir, 'checkpoints', '6', 'data_iterator',
+                     'process_0-of-1.json')
+  with open(old, 'w') as f:
+    json.dump({'version': 2, 'last_seen_indices': {'0': 95},
+               'last_worker_index': -1, 'worker_count': 0,
+               'sampler': 'IndexSampler(...)', 'data_source': '...'}, f)
+  config = tiny_config(total_steps=7)
+  seen = []
+
+  class Recorded:
+    def __init__(self, iterator):
+      self.iterator = iterator
+
+    def __iter__(self):
+      return self
+
+    def __next__(self):
+      seen.append(next(self.iterator))
+      return seen[-1]
+
+    def get_state(self):
+      return self.iterator.get_state()
+
+    def set_state(self, state):
+      self.iterator.set_state(state)
+
+  def make_train_iter(*args, **kwargs):
+    return Recorded(pipeline.create_train_iterator(*args, **kwargs))
+
+  assert train.train_and_evaluate(
+      config, workdir, make_train_iter=make_train_iter)['step'] == 7
+  reference = pipeline.create_train_iterator(
+      config.data, global_batch_size=config.batch_size, seed=config.seed)
+  for _ in range(6):
+    next(reference)
+  assert len(seen) == 1
+  assert_trees_equal(seen[0], next(reference))

@@ -162,32 +162,36 @@ def test_resumed_iteration_equals_uninterrupted(fmnist_cfg):
 
 
 @needs_fmnist
-def test_two_processes_train_shards_disjoint_and_cover(fmnist_cfg):
+def test_two_processes_share_one_global_order(fmnist_cfg):
   # Without random augmentation each record maps to one image, so the
   # image bytes identify the record.
   cfg = _fmnist_config(fmnist_cfg.data_dir, crop='resize', flip=False)
   split, n = 'test[:101]', 101
   seen = []
   for process in (0, 1):
-    start, end = pipeline.shard_bounds(n, process, 2)
     it = pipeline.create_train_iterator(cfg, global_batch_size=2, seed=3,
                                         split=split, process_index=process,
                                         process_count=2)
-    seen.append([_digest(next(it)['image'][0]) for _ in range(end - start)])
-    # The next epoch revisits the same shard, in another order.
-    next_epoch = [_digest(next(it)['image'][0]) for _ in range(end - start)]
-    assert sorted(next_epoch) == sorted(seen[-1])
-    assert next_epoch != seen[-1]
-  assert (len(seen[0]), len(seen[1])) == (51, 50)
-  assert not set(seen[0]) & set(seen[1])
+    seen.append([_digest(next(it)['image'][0]) for _ in range(n)])
+  # Step s's global batch is process 0's example then process 1's.
+  stream = [d for pair in zip(*seen) for d in pair]
+  # Each epoch has every record of the split once, across both processes;
+  # the next epoch is another order of the same records.
   everything = [_digest(b['image'][i])
                 for b in pipeline.create_eval_iterator(
                     _fmnist_config(fmnist_cfg.data_dir),
                     global_batch_size=101, split=split,
                     process_index=0, process_count=1)
                 for i in range(len(b['label']))]
-  assert collections.Counter(seen[0] + seen[1]) == collections.Counter(
-      everything)
+  assert collections.Counter(stream[:n]) == collections.Counter(everything)
+  assert collections.Counter(stream[n:]) == collections.Counter(everything)
+  assert stream[n:] != stream[:n]
+  # One process reads the same global order.
+  one = pipeline.create_train_iterator(cfg, global_batch_size=2, seed=3,
+                                       split=split, process_index=0,
+                                       process_count=1)
+  assert [_digest(image) for _ in range(5)
+          for image in next(one)['image']] == stream[:10]
 
 
 @needs_fmnist

@@ -72,6 +72,8 @@ HOW = [
      'images_per_cpu_s'),
     (r'-m inception_jax\.data\.benchmark --dataset=fashion_mnist ',
      ['--num_batches=2'], 'images_per_cpu_s'),
+    # watch prints what it polls and when it recreates (dry run).
+    (r'-m experiments\.launch .*--action=watch$', [], 'tpu-vm describe'),
     (r'-m experiments\.launch ', [], 'gcloud'),
     (r'-m experiments\.run --sweep=ablation --config=configs/fashion_mnist\.py '
      r'--root=runs/ablation$',

@@ -11,7 +11,9 @@ this tiny model's gradient is ill-conditioned (gradient norms of 60-160 at
 the start), and even a 1-process run on 4 devices and one on 8 differ by 0.1
 in some weights after 4 steps from float32 round-off alone, while agreeing
 to 5e-5 after 2. (BatchNorm's statistics over the global batch across
-devices are checked in test_train.py.)
+devices are checked in test_train.py.) A run saved by 2 processes resumes on 1
+and then on 2 again, and the examples it trains on are counted against one
+uninterrupted stream (`tests/runner.py --record_batches`).
 """
 
 import json
@@ -43,14 +45,14 @@ def free_port():
     return s.getsockname()[1]
 
 
-def run_two_processes(args, timeout=420):
+def run_two_processes(args, timeout=420, module='inception_jax.main'):
   """Starts processes 0 and 1 of the command line; returns both results."""
   port = free_port()
   procs = []
   try:
     for i in range(2):
       procs.append(subprocess.Popen(
-          [sys.executable, '-m', 'inception_jax.main', *args,
+          [sys.executable, '-m', module, *args,
            '--config.multihost=True'],
           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
           env=env_with(2, JAX_COORDINATOR_ADDRESS=f'localhost:{port}',
@@ -62,6 +64,14 @@ def run_two_processes(args, timeout=420):
         p.kill()
         p.wait()
   return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]
+
+
+def assert_both_succeeded(results):
+  """Both exited 0; otherwise both processes' output (one may have stopped
+  the other)."""
+  assert all(rc == 0 for rc, _, _ in results), '\n'.join(
+      f'process {i} (exit {rc}):\n{out[-2000:]}\n{err[-3000:]}'
+      for i, (rc, out, err) in enumerate(results))
 
 
 def params_at(workdir, step):
@@ -98,8 +108,7 @@ def test_two_processes_equal_one_process_and_resume(tmp_path):
   workdir = tmp_path / 'two'
   results = run_two_processes(ARGS + ['--config.total_steps=4',
                                       f'--workdir={workdir}'])
-  for i, (rc, out, err) in enumerate(results):
-    assert rc == 0, f'process {i}:\n{out[-2000:]}\n{err[-3000:]}'
+  assert_both_succeeded(results)
   (_, out0, _), (_, out1, _) = results
   assert 'on 4 device(s) (2 process(es))' in out0
   # Only process 0 reports.
@@ -108,12 +117,11 @@ def test_two_processes_equal_one_process_and_resume(tmp_path):
              (workdir / 'metrics.jsonl').read_text().splitlines()]
   assert [r['step'] for r in records if 'train/loss' in r] == [2, 4]
   assert json.loads((workdir / 'config.json').read_text())['multihost']
-  # Both processes saved their input state; each read its own shard.
-  samplers = [json.loads((workdir / 'checkpoints' / '4' / 'data_iterator' /
-                          f'process_{i}-of-2.json').read_text())['sampler']
-              for i in range(2)]
-  for i, sampler in enumerate(samplers):
-    assert f'shard_index={i}, shard_count=2' in sampler, sampler
+  # Both processes saved the input position: the global stream's, the same.
+  for i in range(2):
+    position = json.loads((workdir / 'checkpoints' / '4' / 'data_iterator' /
+                           f'process_{i}-of-2.json').read_text())
+    assert position['examples'] == 4 * 16 and position['process_count'] == 2
 
   # Same parameters (and optimiser state, BatchNorm statistics) as one
   # process over the same global batches.
@@ -127,10 +135,66 @@ def test_two_processes_equal_one_process_and_resume(tmp_path):
   # Resume with 2 processes from step 4 to step 6.
   results = run_two_processes(ARGS + ['--config.total_steps=6',
                                       f'--workdir={workdir}'])
-  for i, (rc, out, err) in enumerate(results):
-    assert rc == 0, f'process {i}:\n{out[-2000:]}\n{err[-3000:]}'
+  assert_both_succeeded(results)
   assert 'Resuming from the checkpoint at step 4' in results[0][1]
   assert_states_close(params_at(workdir, 6), params_at(reference, 6))
   steps = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()
                  if p.name.isdigit())
   assert steps == [2, 4, 6]
+
+
+def _recorded_stream(directory, processes):
+  """The global stream of example digests a session trained on: each step's
+  local batches in process order, as the global array lays them out."""
+  per_process = [[json.loads(l) for l in
+                  (directory / f'process_{i}.jsonl').read_text().splitlines()]
+                 for i in range(processes)]
+  assert len({len(p) for p in per_process}) == 1
+  return [d for step in zip(*per_process) for batch in step for d in batch]
+
+
+def test_resume_on_another_process_count_continues_the_global_order(
+    tmp_path):
+  """2 processes, then 1, then 2 again on one workdir: together they train
+  on exactly the examples (and augmentations) of one uninterrupted stream."""
+  workdir, record = tmp_path / 'run', tmp_path / 'record'
+  args = ARGS + [f'--workdir={workdir}']
+  sessions = []
+  for steps, processes in ((2, 2), (4, 1), (6, 2)):
+    directory = record / str(steps)
+    session_args = args + [f'--config.total_steps={steps}',
+                           f'--record_batches={directory}']
+    if processes == 2:
+      results = run_two_processes(session_args, module='tests.runner')
+    else:
+      done = subprocess.run(
+          [sys.executable, '-m', 'tests.runner', *session_args], cwd=REPO,
+          env=env_with(4), capture_output=True, text=True, timeout=420)
+      results = [(done.returncode, done.stdout, done.stderr)]
+    assert_both_succeeded(results)
+    sessions.append((results[0], _recorded_stream(directory, processes)))
+  (_, out1, err1), stream1 = sessions[1]
+  (_, out2, err2), stream2 = sessions[2]
+  assert 'Resuming from the checkpoint at step 2' in out1
+  assert ('Input saved by 2 process(es) resumes on 1 at example 32 of the '
+          'same global order') in err1
+  assert 'Resuming from the checkpoint at step 4' in out2
+  assert ('Input saved by 1 process(es) resumes on 2 at example 64 of the '
+          'same global order') in err2
+  trained = sessions[0][1] + stream1 + stream2
+
+  # The uninterrupted stream, read here by one iterator: the same examples
+  # with the same augmentation at every position, none repeated or missed.
+  from inception_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from tests import runner  # pylint: disable=g-import-not-at-top
+  from tests.helpers import tiny_config  # pylint: disable=g-import-not-at-top
+  config = tiny_config('runlocal,norm=lrn')
+  reference = runner.RecordedInput(
+      pipeline.create_train_iterator(config.data, global_batch_size=16,
+                                     seed=config.seed, process_count=1,
+                                     process_index=0),
+      str(tmp_path / 'reference'))
+  for _ in range(6):
+    next(reference)
+  assert trained == _recorded_stream(tmp_path / 'reference', 1)
+  assert len(trained) == len(set(trained)) == 6 * 16

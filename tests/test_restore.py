@@ -329,3 +329,57 @@ def test_colab_notebook_runs_headless(workdir, tmp_path):
   images = [o for c in nb.cells if c.cell_type == 'code'
             for o in c.get('outputs', []) if 'image/png' in o.get('data', {})]
   assert images, 'the bar chart was not drawn'
+
+
+def _copy_without_commit_markers(workdir, destination):
+  """What `gsutil cp -r` of a checkpoint without Orbax's markers gives."""
+  shutil.copytree(os.path.join(workdir, 'checkpoints'),
+                  destination / 'checkpoints')
+  removed = 0
+  for root, _, files in os.walk(destination):
+    if 'commit_success.txt' in files:
+      os.remove(os.path.join(root, 'commit_success.txt'))
+      removed += 1
+  assert removed
+  return destination / 'checkpoints'
+
+
+def _truncate_state_data(step_dir):
+  for root, _, files in os.walk(step_dir / 'state'):
+    for name in files:
+      path = os.path.join(root, name)
+      if os.path.getsize(path) > 64 and '/d/' in path + '/':
+        with open(path, 'r+b') as f:
+          f.truncate(os.path.getsize(path) // 2)
+
+
+def test_a_copy_without_commit_markers_loads_once_checked(workdir, tmp_path,
+                                                          monkeypatch):
+  checkpoints = _copy_without_commit_markers(workdir, tmp_path / 'copy')
+  original = restore.load(workdir)
+  # Read as a bucket is: Orbax commits there by the marker alone, so its own
+  # check calls the copy incomplete.
+  from orbax.checkpoint._src.path import gcs_utils  # pylint: disable=g-import-not-at-top
+  bucket = str(tmp_path / 'copy')
+  real_is_gcs_path = gcs_utils.is_gcs_path
+  monkeypatch.setattr(gcs_utils, 'is_gcs_path', lambda p: (
+      p.as_posix().startswith(bucket) or real_is_gcs_path(p)))
+  assert not ocp.step.is_path_finalized(checkpoints / '6')
+  loaded = restore.load(tmp_path / 'copy')
+  assert loaded.step == 6
+  _assert_trees_equal(loaded.variables, original.variables)
+
+  # A truncated unmarked step: skipped with a warning naming it when the
+  # newest is looked for, refused by name when asked for.
+  _truncate_state_data(checkpoints / '6')
+  with pytest.warns(UserWarning, match=f'{checkpoints / "6"} has no commit '
+                    'marker and is incomplete \\(state/: '):
+    assert restore.load(tmp_path / 'copy').step == 3
+  with pytest.raises(ValueError) as error:
+    restore.load(checkpoints / '6')
+  message = str(error.value)
+  assert str(checkpoints / '6') in message and '\n' not in message
+  # An item missing altogether.
+  shutil.rmtree(checkpoints / '3' / 'config')
+  with pytest.raises(ValueError, match='incomplete \\(config/: missing\\)'):
+    restore.load(checkpoints / '3')

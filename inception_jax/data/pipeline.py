@@ -1,33 +1,40 @@
 """Training and evaluation iterators: grain over TFDS random-access sources.
 
-Why grain rather than tf.data: grain's order is a pure function of the seed
-and the position in the stream (an index sampler plus a per-record seed), so
-the iterator state is a few integers that go into the checkpoint, and a
-resumed run sees exactly the batches an uninterrupted one would have seen,
-with any number of worker processes. A saved tf.data iterator would have to
-serialise its shuffle buffer and is tied to the pipeline's graph.
+Why grain rather than tf.data: grain reads records by index and runs the
+per-example work in worker processes, so the training order is a pure
+function of the seed and the position in the stream, and the iterator's
+saved state is one number. A saved tf.data iterator would have to serialise
+its shuffle buffer and is tied to the pipeline's graph.
 
-Each JAX process reads only its own contiguous shard of a split (TFDS
-shuffled the records when it prepared them) and yields its
-``global_batch_size // process_count`` examples per step; the trainer
-assembles the global array.
+Training reads one global order whatever the number of processes: epoch e is
+a permutation of all the split's records drawn from ``(seed, e)``, the epochs
+follow each other as one stream, and global step s takes the stream's
+positions ``[s*B, (s+1)*B)`` (B the global batch). Process p of M takes the
+p-th of M equal, consecutive parts of each step's positions, which is how the
+trainer lays the local batches out in the global array. Each example's random
+augmentation comes from ``(seed, its position in the stream)``. So the batches
+do not depend on the process count or on ``worker_count``, and the saved
+state, the count of examples the run has consumed, resumes on any number of
+processes (and workers) with no example of the epoch repeated or skipped.
 
-The order depends on the seed, the process count and ``worker_count`` (grain
-deals records to workers round-robin); a checkpointed state restores only
-into an iterator made with the same three (the trainer refuses to resume
-with another ``worker_count``).
+Evaluation: each process reads a contiguous shard of the split once, padded
+so every process runs the same number of batches.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 from typing import Dict, Optional, Tuple
 
 from absl import flags
+from absl import logging
 import grain.python as grain
 import jax
 import numpy as np
 
+from inception_jax import checkpointing
 from inception_jax.data import datasets
 from inception_jax.data import transforms
 
@@ -71,42 +78,165 @@ def _local_batch_size(global_batch_size: int, process_count: int) -> int:
   return global_batch_size // process_count
 
 
+class GlobalOrderSampler:
+  """Process `process_index`'s share of the one global training order.
+
+  grain's DataLoader asks for this process's k-th record (with workers,
+  worker w reads k = w, w + W, ... and batches what it reads, and batches
+  are taken from the workers in turn); the index arithmetic below undoes
+  that, so the i-th batch this process yields is its part of global step
+  i, whatever the worker count.
+  """
+
+  def __init__(self, num_records: int, *, seed: int, global_batch_size: int,
+               process_index: int, process_count: int, worker_count: int,
+               start: int = 0):
+    self._num_records = num_records
+    self._seed = seed
+    self._global_batch = global_batch_size
+    self._local_batch = global_batch_size // process_count
+    self._process_index = process_index
+    self._process_count = process_count
+    self._workers = max(worker_count, 1)
+    self._start = start
+    self._order_epoch, self._order = None, None
+
+  def __repr__(self) -> str:
+    return (f'GlobalOrderSampler(num_records={self._num_records}, '
+            f'seed={self._seed}, global_batch_size={self._global_batch}, '
+            f'process_index={self._process_index}, '
+            f'process_count={self._process_count}, workers={self._workers}, '
+            f'start={self._start})')
+
+  def __len__(self) -> int:
+    return sys.maxsize  # endless
+
+  def position(self, index: int) -> int:
+    """The global stream position of this process's `index`-th record."""
+    worker, within = index % self._workers, index // self._workers
+    batch_of_worker, slot = divmod(within, self._local_batch)
+    step = batch_of_worker * self._workers + worker
+    return (self._start + step * self._global_batch +
+            self._process_index * self._local_batch + slot)
+
+  def epoch_order(self, epoch: int) -> np.ndarray:
+    if epoch != self._order_epoch:
+      rng = np.random.default_rng([self._seed, epoch])
+      self._order = rng.permutation(self._num_records)
+      self._order_epoch = epoch
+    return self._order
+
+  def __getitem__(self, index: int) -> grain.RecordMetadata:
+    if index < 0:
+      raise IndexError(index)
+    position = self.position(index)
+    epoch, i = divmod(position, self._num_records)
+    rng = np.random.Generator(np.random.Philox(
+        key=(self._seed << 64) | position))
+    return grain.RecordMetadata(index=index,
+                                record_key=int(self.epoch_order(epoch)[i]),
+                                rng=rng)
+
+
+class TrainIterator:
+  """This process's training batches, resumable on any process count.
+
+  ``get_state()`` is JSON text with ``examples``, the count of the global
+  stream's examples consumed; ``set_state()`` restarts the loader there.
+  """
+
+  def __init__(self, data_cfg, source, *, global_batch_size: int, seed: int,
+               process_index: int, process_count: int):
+    self._data_cfg, self._source = data_cfg, source
+    self._global_batch = global_batch_size
+    self._seed = seed
+    self._process_index, self._process_count = process_index, process_count
+    self._examples = 0
+    self._iterator = None  # made at the first batch: set_state may come first
+
+  def _loader(self) -> grain.DataLoader:
+    cfg = self._data_cfg
+    sampler = GlobalOrderSampler(
+        len(self._source), seed=self._seed,
+        global_batch_size=self._global_batch,
+        process_index=self._process_index,
+        process_count=self._process_count, worker_count=cfg.worker_count,
+        start=self._examples)
+    _allow_workers(cfg.worker_count)
+    return grain.DataLoader(
+        data_source=self._source, sampler=sampler,
+        operations=[
+            transforms.TrainPreprocess.from_config(cfg),
+            grain.Batch(self._global_batch // self._process_count,
+                        drop_remainder=True),
+        ],
+        worker_count=cfg.worker_count,
+        worker_buffer_size=cfg.worker_buffer_size,
+        shard_options=grain.NoSharding(),
+        read_options=_read_options(cfg))
+
+  def __iter__(self) -> 'TrainIterator':
+    return self
+
+  def __next__(self) -> Batch:
+    if self._iterator is None:
+      self._iterator = iter(self._loader())
+    batch = next(self._iterator)
+    self._examples += self._global_batch
+    return batch
+
+  def get_state(self) -> str:
+    return json.dumps({
+        'format': checkpointing.INPUT_POSITION_FORMAT,
+        'examples': self._examples, 'seed': self._seed,
+        'num_records': len(self._source),
+        'global_batch_size': self._global_batch,
+        'process_count': self._process_count,
+    })
+
+  def set_state(self, state) -> None:
+    saved = json.loads(checkpointing.iterator_state_to_text(state))
+    if saved.get('format') != checkpointing.INPUT_POSITION_FORMAT:
+      raise ValueError(f'not an input position of this pipeline: '
+                       f'{str(saved)[:100]}')
+    for key, value in (('seed', self._seed),
+                       ('num_records', len(self._source))):
+      if saved[key] != value:
+        raise ValueError(
+            f'the saved input position is in the order of {key} '
+            f'{saved[key]}, this run\'s is {value}; resume with the data '
+            'and seed it was trained with (or use a new --workdir).')
+    if saved['process_count'] != self._process_count and (
+        self._process_index == 0):
+      logging.warning(
+          'Input saved by %d process(es) resumes on %d at example %d of the '
+          'same global order: nothing of the epoch is repeated or skipped.',
+          saved['process_count'], self._process_count, saved['examples'])
+    self._examples = int(saved['examples'])
+    self._iterator = None
+
+
 def create_train_iterator(data_cfg, *, global_batch_size: int, seed: int,
                           process_index: Optional[int] = None,
                           process_count: Optional[int] = None,
-                          split: Optional[str] = None):
+                          split: Optional[str] = None) -> TrainIterator:
   """An endless, resumable iterator of this process's training batches.
 
   ``next()`` gives {'image': float32 [B, S, S, 3], 'label': int32 [B]} with
-  ``B = global_batch_size // process_count``. Epochs follow each other with a
-  fresh shuffle each; batches run across epoch boundaries. The iterator's
-  ``get_state()`` (bytes) restores with ``set_state()`` on an iterator made
-  with the same arguments.
+  ``B = global_batch_size // process_count``: this process's part of the
+  next global batch. Epochs follow each other with a fresh shuffle each;
+  batches run across epoch boundaries. ``get_state()`` restores with
+  ``set_state()`` on an iterator of any process count (and worker count)
+  made with the same data, seed and global batch size.
   """
   index, count = _process(process_index, process_count)
-  local_batch = _local_batch_size(global_batch_size, count)
+  _local_batch_size(global_batch_size, count)
   if not 0 <= seed < 2**32:
     raise ValueError(f'The data seed must be in [0, 2**32), got {seed}.')
   split = split or datasets.resolve_splits(data_cfg)[0]
   source = datasets.data_source(data_cfg, split)
-  # No drop_remainder: shards differ by at most one record, and every record
-  # of the split is seen every epoch.
-  shard = grain.ShardOptions(shard_index=index, shard_count=count,
-                             drop_remainder=False)
-  sampler = grain.IndexSampler(num_records=len(source), shard_options=shard,
-                               shuffle=True, num_epochs=None, seed=seed)
-  _allow_workers(data_cfg.worker_count)
-  loader = grain.DataLoader(
-      data_source=source, sampler=sampler,
-      operations=[
-          transforms.TrainPreprocess.from_config(data_cfg),
-          grain.Batch(local_batch, drop_remainder=True),
-      ],
-      worker_count=data_cfg.worker_count,
-      worker_buffer_size=data_cfg.worker_buffer_size,
-      shard_options=shard,
-      read_options=_read_options(data_cfg))
-  return iter(loader)
+  return TrainIterator(data_cfg, source, global_batch_size=global_batch_size,
+                       seed=seed, process_index=index, process_count=count)
 
 
 def shard_bounds(num_records: int, process_index: int,
