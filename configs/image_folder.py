@@ -35,10 +35,11 @@ Small images are decoded once, into a cache beside the prepared records
 training reads uint8 arrays as Fashion-MNIST's native records do. Measured
 with Fashion-MNIST written as 70,000 PNGs (experiments/fashion_mnist_png.py)
 against configs/fashion_mnist.py at the same model, settings and 5 epochs
-(``:root=FOLDER,epochs=5``), 2026-11-30 on 2 shared CPU cores: 88.41% test
-top-1 against 88.07%, with less CPU per training image than the native run,
-and the input pipeline alone at 2.26x the native one's images/s (0.29x when
-decoding per step); experiments/results/image_folder_vs_native.md.
+(``:root=FOLDER,epochs=5``), 2026-11-30 on 2 shared CPU cores: 87.94% test
+top-1 against 88.38%, with less CPU per training image than the native run
+(1.33 against 1.60 ms), and the input pipeline alone at 2.26x the native
+one's images/s (0.29x when decoding per step);
+experiments/results/image_folder_vs_native.md.
 """
 
 import os
