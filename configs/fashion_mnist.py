@@ -7,11 +7,10 @@ Command (the README's `make train`):
 
 Default: 28x28 grey images replicated to RGB and resized to 32x32, width
 0.25 (about 0.4M parameters), BatchNorm, batch 128, 5 epochs, cosine decay.
-Measured on the 2-core CPU, 2026-11-29, from a fresh clone with `make
-train`, nothing else running: 88.07% test top-1 (Polyak average, all 10,000
-test images), 99.81% top-5, 4m25s for the 2340 steps, 5m32s for the whole
-command with set-up. Earlier runs: 88.01% in 2m45s; 88.54% under heavy load.
-See experiments/results/fashion_mnist.md.
+Measured on the 2-core CPU, 2026-11-30, from a fresh clone with `make
+train`, nothing else running: 88.38% test top-1 (Polyak average, all 10,000
+test images), 99.88% top-5, 3m59s for the 2340 steps, 5m19s for the whole
+command with set-up. See experiments/results/fashion_mnist.md.
 
 `:long` aims at the Fashion-MNIST benchmark table's GoogLeNet entry (93.7%
 test accuracy): 48x48 input, width 0.5 (1.6M parameters), pad-and-crop
@@ -20,7 +19,8 @@ augmentation, 60 epochs:
   python -m inception_jax.main --config=configs/fashion_mnist.py:long \
       --workdir=runs/fm_long
 
-Measured on the same 2-core CPU (2026-11-29): 93.85% test top-1 (Polyak
+Measured on the same 2-core CPU (2026-11-29, commit 675b67e, before the
+global training order of elastic resume): 93.85% test top-1 (Polyak
 average; raw weights 93.88%), 99.98% top-5, in 2h35m (410-450 images/s),
 0.15 points over 93.7%.
 With 30 epochs (`--config.num_epochs=30`): 93.45% in 1h11m. See

@@ -19,6 +19,7 @@ import contextlib
 import copy
 import json
 import math
+import os
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -127,10 +128,13 @@ class TrainLog:
   loss or gradient. Images/s count training only: the clock restarts after
   the first step (compilation) and after every log, save and evaluation.
 
-  The data wait is the time `next()` on the input blocks the loop. JAX
-  dispatches steps asynchronously, so while the input keeps up `next()`
-  returns a prefetched batch as the device computes and the wait is near 0;
-  when it does not, the device idles for as long as the loop waits.
+  The data wait is the time the device had nothing to do because the loop
+  was still waiting for its next batch. JAX dispatches steps asynchronously:
+  when the step is the slower of the two, the loop runs ahead of the device
+  and spends its time in `next()` while queued steps run, so time in `next()`
+  alone would call a compute-bound run input-bound. A wait counts only when
+  the last dispatched step has finished by the time the batch arrives (the
+  device then idled for at most that wait).
   """
 
   def __init__(self, writer, progress: metrics_lib.Progress, *,
@@ -150,11 +154,13 @@ class TrainLog:
     self.interval_start, self.interval_step = time.time(), step
     self.interval_wait = 0.0
 
-  def timed_next(self, iterator):
-    """`next(iterator)`, its wait added to the interval's."""
+  def timed_next(self, iterator, pending: Optional[jax.Array] = None):
+    """`next(iterator)`; its wait counts if `pending` (an output of the last
+    dispatched step) is ready when the batch arrives."""
     start = time.time()
     batch = next(iterator)
-    self.interval_wait += time.time() - start
+    if pending is None or pending.is_ready():
+      self.interval_wait += time.time() - start
     return batch
 
   def wait_fraction(self) -> float:
@@ -211,15 +217,16 @@ def banner(model, info, *, params: int, total_steps: int, batch_size: int,
 
 
 def input_line(wait_fraction: float, data_cfg) -> str:
-  """Whether the step waited for its input, and what to set if it did."""
-  share = f'The step waited for its input {100 * wait_fraction:.0f}% of the '
+  """Whether the device waited for its input, and what to set if it did."""
+  share = (f'The device waited for its input {100 * wait_fraction:.0f}% of '
+           f'the training time')
   if wait_fraction < INPUT_BOUND_FRACTION:
-    return share + 'training time: the input kept up.'
+    return share + ': the input kept up.'
   return share + (
-      f'training time: the input was the bottleneck. Give it more CPU: '
-      f'data.worker_count={data_cfg.worker_count} (worker processes; try '
-      f'the host\'s core count) and data.read_threads='
-      f'{data_cfg.read_threads}.')
+      f': the input was the bottleneck. Give it more CPU: '
+      f'data.worker_count={data_cfg.worker_count} (grain worker processes, '
+      f'up to the host\'s {os.cpu_count()} cores less what a CPU-only step '
+      f'uses) and data.read_threads={data_cfg.read_threads}.')
 
 
 def _prepare(config, workdir: str):
@@ -327,10 +334,12 @@ def train_and_evaluate(
 
   # --- Loop: every periodic action is "if it is time: do it".
   eval_scalars: Dict[str, float] = {}
-  preempted = False
+  preempted, step_metrics = False, {}
   with mesh_lib.PreemptionSignal() as preemption, _drain_on_error(ckpt):
     for step in range(start_step + 1, total_steps + 1):
-      batch = mesh_lib.to_global(log.timed_next(train_iter), batch_sharding)
+      batch = mesh_lib.to_global(
+          log.timed_next(train_iter, step_metrics.get('train/loss')),
+          batch_sharding)
       state, step_metrics = train_step(state, batch)
       log.add(step, step_metrics)
       if on_step is not None:

@@ -162,6 +162,29 @@ class SlowInput:
     self.iterator.set_state(state)
 
 
+class _Pending:
+  """An output of a step still running (False) or finished (True)."""
+
+  def __init__(self, ready):
+    self.ready = ready
+
+  def is_ready(self):
+    return self.ready
+
+
+def test_waiting_while_the_device_is_busy_is_not_data_wait():
+  # The loop ran ahead of the device: the batch took 0.2 s to arrive, but
+  # the last dispatched step had still not finished, so the device never
+  # waited for it.
+  log = train.TrainLog(None, None, batch_size=1, steps_per_epoch=1,
+                       skip_nonfinite=False, start_step=0)
+  slow = SlowInput(iter(range(3)), 0.2)
+  log.timed_next(slow, _Pending(False))
+  assert log.interval_wait == 0
+  log.timed_next(slow, _Pending(True))
+  assert 0.2 <= log.interval_wait < 1
+
+
 def test_data_wait_fraction_measures_a_slow_input(tmp_path, capsys):
   def make(*args, **kwargs):
     return SlowInput(pipeline.create_train_iterator(*args, **kwargs), 0.5)
