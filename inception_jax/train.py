@@ -415,12 +415,12 @@ def _finish(state, eval_scalars: Dict[str, float], *, preempted: bool,
                  session_wall_time_sec=progress.elapsed(),
                  nonfinite_steps=int(jax.device_get(state.nonfinite_steps)),
                  data_wait_fraction=log.wait_fraction())
+  if log.timed_steps:
+    progress.print(input_line(log.wait_fraction(), data_cfg))
   if not preempted:
     if is_primary:
       # Written last: its presence marks a finished run (experiments.run).
       (epath.Path(workdir) / 'summary.json').write_text(
           json.dumps(summary, indent=2))
     progress.done_line(step, eval_scalars, checkpoints, workdir)
-  if log.timed_steps:
-    progress.print(input_line(log.wait_fraction(), data_cfg))
   return summary

@@ -153,6 +153,9 @@ class TrainIterator:
     self._process_index, self._process_count = process_index, process_count
     self._examples = 0
     self._iterator = None  # made at the first batch: set_state may come first
+    # Bad settings fail here, at creation, not at the first batch.
+    self._transform = transforms.TrainPreprocess.from_config(data_cfg)
+    self._read_options = _read_options(data_cfg)
 
   def _loader(self) -> grain.DataLoader:
     cfg = self._data_cfg
@@ -166,14 +169,14 @@ class TrainIterator:
     return grain.DataLoader(
         data_source=self._source, sampler=sampler,
         operations=[
-            transforms.TrainPreprocess.from_config(cfg),
+            self._transform,
             grain.Batch(self._global_batch // self._process_count,
                         drop_remainder=True),
         ],
         worker_count=cfg.worker_count,
         worker_buffer_size=cfg.worker_buffer_size,
         shard_options=grain.NoSharding(),
-        read_options=_read_options(cfg))
+        read_options=self._read_options)
 
   def __iter__(self) -> 'TrainIterator':
     return self
