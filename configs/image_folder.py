@@ -38,7 +38,7 @@ against configs/fashion_mnist.py at the same model, settings and 5 epochs
 (``:root=FOLDER,epochs=5``), 2026-11-30 on 2 shared CPU cores: 87.94% test
 top-1 against 88.38%, with less CPU per training image than the native run
 (1.33 against 1.60 ms), and the input pipeline alone at 2.26x the native
-one's images/s (0.29x when decoding per step);
+one's images/s (0.29x when decoding per step; commit 6ec9c27);
 experiments/results/image_folder_vs_native.md.
 """
 
