@@ -37,14 +37,31 @@ from inception_jax.data import pipeline
 FLAGS = flags.FLAGS
 
 
-class PoisonedInput:
-  """Passes batches through, the `nan_at`-th one (1-based) made NaN."""
+class InputWrapper:
+  """A training input that passes the wrapped one's batches and state on."""
 
-  def __init__(self, iterator, nan_at: int):
-    self.iterator, self.nan_at, self.count = iterator, nan_at, 0
+  def __init__(self, iterator):
+    self.iterator = iterator
 
   def __iter__(self):
     return self
+
+  def __next__(self):
+    return next(self.iterator)
+
+  def get_state(self):
+    return self.iterator.get_state()
+
+  def set_state(self, state):
+    self.iterator.set_state(state)
+
+
+class PoisonedInput(InputWrapper):
+  """Passes batches through, the `nan_at`-th one (1-based) made NaN."""
+
+  def __init__(self, iterator, nan_at: int):
+    super().__init__(iterator)
+    self.nan_at, self.count = nan_at, 0
 
   def __next__(self):
     batch = next(self.iterator)
@@ -52,12 +69,6 @@ class PoisonedInput:
     if self.count == self.nan_at:
       batch = dict(batch, image=np.full_like(batch['image'], np.nan))
     return batch
-
-  def get_state(self):
-    return self.iterator.get_state()
-
-  def set_state(self, state):
-    self.iterator.set_state(state)
 
 
 class PairedInput:

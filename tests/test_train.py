@@ -25,6 +25,7 @@ from inception_jax import train
 from inception_jax.data import pipeline
 from inception_jax.models import googlenet
 from tests.helpers import FAST_COMPILE, tiny_config
+from tests.runner import InputWrapper
 
 
 # --- Schedules and optimiser. ------------------------------------------------
@@ -142,24 +143,16 @@ def test_input_line_names_the_bottleneck_and_the_fix():
   assert 'data.read_threads=' in slow
 
 
-class SlowInput:
+class SlowInput(InputWrapper):
   """The real input, each batch `seconds` late (a starved accelerator)."""
 
   def __init__(self, iterator, seconds):
-    self.iterator, self.seconds = iterator, seconds
-
-  def __iter__(self):
-    return self
+    super().__init__(iterator)
+    self.seconds = seconds
 
   def __next__(self):
     time.sleep(self.seconds)
     return next(self.iterator)
-
-  def get_state(self):
-    return self.iterator.get_state()
-
-  def set_state(self, state):
-    self.iterator.set_state(state)
 
 
 class _Pending:
