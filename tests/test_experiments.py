@@ -373,63 +373,6 @@ def test_sweep_script_retries_until_finished_and_skips_finished(tmp_path):
   assert f'finished: gs://b/sweep/{members[1].dirname}' in result.stdout
 
 
-def test_sweep_script_clears_leftover_trainers_and_stale_tpu_lock(tmp_path):
-  """A crashed attempt's trainer still running and /tmp/libtpu_lockfile left
-  behind (jax#10192) are cleared before the next start."""
-  import re  # pylint: disable=g-import-not-at-top
-  bin_dir = tmp_path / 'bin'
-  bin_dir.mkdir()
-  gcloud = bin_dir / 'gcloud'
-  gcloud.write_text(f'#!/bin/bash\ntest -e "{tmp_path}/done"\n')
-  trainer = bin_dir / 'train'
-  trainer.write_text(f'#!/bin/bash\ntouch "{tmp_path}/done"\n')
-  for path in (gcloud, trainer):
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-  members = sweeps.get_sweep('smoke')[:1]
-  workdir = f'gs://b/sweep/{members[0].dirname}'
-  pid_dir = tmp_path / 'logs'
-  pid_dir.mkdir()
-  # The previous sweep's trainer of this member, hung, and an unrelated
-  # process whose pid a stale pid file names: only the first is ended.
-  leftover = subprocess.Popen(
-      ['bash', '-c', 'exec -a "python -m inception_jax.main" sleep 300'])
-  bystander = subprocess.Popen(['sleep', '300'])
-  try:
-    pidfile = pid_dir / (re.sub(r'[^a-zA-Z0-9_.-]', '_', workdir) + '.pid')
-    pidfile = pid_dir / ('trainer-' + pidfile.name)
-    pidfile.write_text(f'{leftover.pid}\n')
-    lockfile = tmp_path / 'libtpu_lockfile'
-    lockfile.write_text('')
-    script = launch.sweep_script(
-        members, config='configs/imagenet.py', root='gs://b/sweep',
-        python=str(trainer), max_attempts=2, poll_s=0, poll_count=1,
-        retry_sleep_s=0, pid_dir=str(pid_dir), libtpu_lockfile=str(lockfile),
-        kill_wait_s=5)
-    env = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}')
-    result = subprocess.run(['bash', '-c', script], env=env,
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f'ending leftover trainer {leftover.pid}' in result.stdout
-    assert leftover.wait(timeout=10) != 0
-    assert f'removed stale {lockfile}' in result.stdout
-    assert not lockfile.exists()
-    assert f'finished: {workdir}' in result.stdout
-
-    # A stale pid file naming a process that is not a trainer: left alone.
-    (tmp_path / 'done').unlink()
-    pidfile.write_text(f'{bystander.pid}\n')
-    result = subprocess.run(['bash', '-c', script], env=env,
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert 'ending leftover' not in result.stdout
-    assert bystander.poll() is None
-  finally:
-    for proc in (leftover, bystander):
-      if proc.poll() is None:
-        proc.kill()
-      proc.wait()
-
-
 # --- Report -------------------------------------------------------------------
 
 def _config(module='reduced', aux=True, seed=0, image_size=32):
