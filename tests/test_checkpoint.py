@@ -25,6 +25,7 @@ from tests.helpers import (TINY_CONFIG, assert_trees_equal, restore_state,
                            run_main, run_python, saved_steps, tiny_config)
 
 
+from tests.runner import InputWrapper
 def test_sigkill_then_resume_is_bit_identical(tiny_run, tmp_path):
   workdir = tmp_path / 'run'
   killed = run_python(['-m', 'tests.runner', f'--config={TINY_CONFIG}',
@@ -217,22 +218,10 @@ def test_an_older_input_position_continues_at_the_saved_step(tiny_run,
   config = tiny_config(total_steps=7)
   seen = []
 
-  class Recorded:
-    def __init__(self, iterator):
-      self.iterator = iterator
-
-    def __iter__(self):
-      return self
-
+  class Recorded(InputWrapper):
     def __next__(self):
       seen.append(next(self.iterator))
       return seen[-1]
-
-    def get_state(self):
-      return self.iterator.get_state()
-
-    def set_state(self, state):
-      self.iterator.set_state(state)
 
   def make_train_iter(*args, **kwargs):
     return Recorded(pipeline.create_train_iterator(*args, **kwargs))

@@ -172,25 +172,25 @@ def test_watch_on_a_queued_resource_reads_its_state_first(tmp_path):
       'storage ls']                                     # both finished
 
 
-def test_watch_dry_run_prints_what_it_would_poll(tmp_path):
-  result = subprocess.run(
+def _launch_dry_run(actions):
+  """The launcher's command line in its default dry-run mode."""
+  return subprocess.run(
       [sys.executable, '-m', 'experiments.launch', '--sweep=smoke',
        '--config=configs/imagenet.py', '--tpu=inc', '--zone=us-central2-b',
-       f'--root={ROOT}', '--action=create,setup,start,watch'],
+       f'--root={ROOT}', f'--action={actions}'],
       cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True,
       text=True, timeout=60, check=False)
+
+
+def test_watch_dry_run_prints_what_it_would_poll(tmp_path):
+  result = _launch_dry_run('create,setup,start,watch')
   assert result.returncode == 0, result.stderr
   lines = result.stdout.splitlines()
   assert lines[0] == '# create: create the TPU VM inc'
   assert (f"gcloud storage ls '{ROOT}/*/summary.json'" in lines and
           "gcloud compute tpus tpu-vm describe inc '--format=value(state)' "
           '--zone=us-central2-b' in lines)
-  bad = subprocess.run(
-      [sys.executable, '-m', 'experiments.launch', '--sweep=smoke',
-       '--config=configs/imagenet.py', '--tpu=inc', '--zone=us-central2-b',
-       f'--root={ROOT}', '--action=watch,start'],
-      cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True,
-      text=True, timeout=60, check=False)
+  bad = _launch_dry_run('watch,start')
   assert bad.returncode == 1
   assert bad.stderr.strip().splitlines()[-1] == (
       'error: --action=watch must come last (it runs until every member has '
