@@ -23,9 +23,9 @@ from inception_jax import train
 from inception_jax.data import pipeline
 from tests.helpers import (TINY_CONFIG, assert_trees_equal, restore_state,
                            run_main, run_python, saved_steps, tiny_config)
-
-
 from tests.runner import InputWrapper
+
+
 def test_sigkill_then_resume_is_bit_identical(tiny_run, tmp_path):
   workdir = tmp_path / 'run'
   killed = run_python(['-m', 'tests.runner', f'--config={TINY_CONFIG}',
