@@ -6,8 +6,13 @@ Reads `config.json`, `metrics.jsonl` and (when the run ended) `summary.json`
 of every run directory under --root and writes there:
 
   report.md                  one row per variant (runs that differ only in
-                             the seed are one variant: mean and min-max over
-                             seeds), then one row per run with its status
+                             the seed are one variant: mean and the 95%
+                             interval over seeds); each variant's final
+                             top-1 against the baseline's, and every pair
+                             of variants that differ in one setting only
+                             (the effect of one switch, others held), as
+                             differences with their intervals, paired by
+                             seed; then one row per run with its status
   report.csv                 the variant rows, with mean/std/min/max/n columns
   report_runs.csv            the run rows
   eval_top1_vs_step.png      eval top-1 (Polyak weights) against step
@@ -267,17 +272,24 @@ def _short(key: str) -> str:
   return key[len('model.'):] if key.startswith('model.') else key
 
 
+def _same(a: Any, b: Any) -> bool:
+  return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def _paper_order(keys: List[str]) -> List[str]:
+  """The paper's switches first, in their usual order."""
+  order = {k: i for i, k in enumerate(DEFAULT_LABEL_KEYS)}
+  return sorted(keys, key=lambda k: (order.get(k, len(order)), k))
+
+
 def variant_labels(settings: Sequence[Dict[str, Any]]) -> List[str]:
   """Names for variants from the settings in which they differ."""
   keys = sorted({k for s in settings for k in s})
   differing = [k for k in keys
-               if len({json.dumps(s.get(k), sort_keys=True)
-                       for s in settings}) > 1]
-  label_keys = differing or [k for k in DEFAULT_LABEL_KEYS
-                             if any(k in s for s in settings)]
-  # The paper's switches first, in their usual order.
-  order = {k: i for i, k in enumerate(DEFAULT_LABEL_KEYS)}
-  label_keys.sort(key=lambda k: (order.get(k, len(order)), k))
+               if any(not _same(s.get(k), settings[0].get(k))
+                      for s in settings)]
+  label_keys = _paper_order(differing or [
+      k for k in DEFAULT_LABEL_KEYS if any(k in s for s in settings)])
   labels = []
   for s in settings:
     parts = [f'{_short(k)}={s.get(k)}' for k in label_keys]
@@ -590,6 +602,7 @@ class Report:
   problems: List[str]
   markdown: str
   differences: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+  switches: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 # The metric the differences between variants are computed on.
@@ -603,13 +616,7 @@ def variant_differences(variants: Sequence[Variant],
   """Each variant's final top-1 minus the reference variant's, with its
   95% interval. The reference is the first variant whose label matches the
   regular expression `baseline`, or the first variant."""
-  def by_seed(variant, metrics):
-    out = {}
-    for i, (run, m) in enumerate(zip(variant.runs, metrics)):
-      if m[DIFFERENCE_COLUMN] is not None:
-        out[(run.config or {}).get('seed', f'run{i}')] = m[DIFFERENCE_COLUMN]
-    return out
-  values = [by_seed(v, m) for v, m in zip(variants, per_run)]
+  values = [_final_top1_by_seed(v, m) for v, m in zip(variants, per_run)]
   candidates = [i for i, v in enumerate(variants)
                 if values[i] and (baseline is None or
                                   re.search(baseline, v.label))]
@@ -623,6 +630,50 @@ def variant_differences(variants: Sequence[Variant],
     diff = difference(values[ref], values[i])
     rows.append({'variant': variant.label, 'reference': variants[ref].label,
                  **diff, 'verdict': verdict(diff)})
+  return rows
+
+
+def _final_top1_by_seed(variant: Variant, metrics: Sequence[Dict[str, Any]]
+                        ) -> Dict[Any, float]:
+  out = {}
+  for i, (run, m) in enumerate(zip(variant.runs, metrics)):
+    if m[DIFFERENCE_COLUMN] is not None:
+      out[(run.config or {}).get('seed', f'run{i}')] = m[DIFFERENCE_COLUMN]
+  return out
+
+
+def one_switch_differences(variants: Sequence[Variant],
+                           per_run: Sequence[Sequence[Dict[str, Any]]]
+                           ) -> List[Dict[str, Any]]:
+  """The effect of each switch with everything else held fixed.
+
+  For every two variants whose settings differ in exactly one key (in a
+  module x aux sweep: aux on -> off within each module, and the module
+  within each aux setting), the second's final top-1 minus the first's,
+  paired by seed, with its 95% interval. `held` names the other settings
+  in which the sweep's variants differ, at the values the pair shares.
+  """
+  values = [_final_top1_by_seed(v, m) for v, m in zip(variants, per_run)]
+  settings = [v.settings for v in variants]
+  varying = _paper_order([
+      k for k in sorted({k for s in settings for k in s})
+      if any(not _same(s.get(k), settings[0].get(k)) for s in settings)])
+  rows = []
+  for i in range(len(variants)):
+    for j in range(i + 1, len(variants)):
+      a, b = settings[i], settings[j]
+      if not values[i] or not values[j] or not a or not b:
+        continue
+      changed = [k for k in varying if not _same(a.get(k), b.get(k))]
+      if len(changed) != 1:
+        continue
+      key = changed[0]
+      diff = difference(values[i], values[j])
+      held = ','.join(f'{_short(k)}={a.get(k)}' for k in varying
+                      if k != key)
+      rows.append({'switch': _short(key), 'from': a.get(key),
+                   'to': b.get(key), 'held': held or '-', **diff,
+                   'verdict': verdict(diff)})
   return rows
 
 
@@ -653,14 +704,16 @@ def build_report(root: str,
                        'seed': seed, 'status': run.status,
                        'last_step': run.last_step, **metrics})
   differences = variant_differences(variants, all_metrics, baseline)
+  switches = one_switch_differences(variants, all_metrics)
   markdown = format_markdown(root, variant_rows, run_rows, problems,
-                             uses_wall_time(runs), differences)
+                             uses_wall_time(runs), differences, switches)
   return Report(variants, variant_rows, run_rows, problems, markdown,
-                differences)
+                differences, switches)
 
 
 def format_markdown(root: str, variant_rows, run_rows, problems,
-                    wall_from_metrics: bool, differences=()) -> str:
+                    wall_from_metrics: bool, differences=(),
+                    switches=()) -> str:
   metric_headers = [h for _, h in METRIC_COLUMNS]
   header = (['variant', 'runs (finished)', 'input', 'params',
              'params with aux', 'mult-adds', 'mult-adds @224'] +
@@ -709,6 +762,21 @@ def format_markdown(root: str, variant_rows, run_rows, problems,
               (f'{100 * d["mean"]:+.2f}' +
                (f' ± {100 * d["ci95"]:.2f}' if d['ci95'] is not None else '')),
               str(d['n']), d['method'], d['verdict']] for d in differences]),
+        '']
+  if switches:
+    parts += [
+        '## One switch at a time', '',
+        'Every two variants that differ in one setting only: final top-1 '
+        '(percentage points) of the second minus the first, the other '
+        'settings held where the table says, with its 95% confidence '
+        'interval (paired by seed where the two share seeds).', '',
+        markdown_table(
+            ['switch', 'from', 'to', 'held', 'difference (to - from)',
+             'seeds', 'method', 'verdict'],
+            [[d['switch'], str(d['from']), str(d['to']), d['held'],
+              (f'{100 * d["mean"]:+.2f}' +
+               (f' ± {100 * d["ci95"]:.2f}' if d['ci95'] is not None else '')),
+              str(d['n']), d['method'], d['verdict']] for d in switches]),
         '']
   parts += ['## Runs', '',
       markdown_table(run_header, run_table),

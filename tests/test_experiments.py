@@ -561,6 +561,48 @@ def test_differences_are_paired_by_seed_or_welch():
   assert one['ci95'] is None and one['mean'] == pytest.approx(-0.1)
 
 
+def test_one_switch_differences_of_a_two_by_two_sweep(tmp_path):
+  # module x aux x 3 seeds; the four one-switch pairs, paired by seed, and
+  # no row for the two diagonal pairs (both switches changed).
+  root = str(tmp_path)
+  finals = {('reduced', True): (0.850, 0.848, 0.852),
+            ('reduced', False): (0.840, 0.842, 0.846),
+            ('naive', True): (0.860, 0.850, 0.855),
+            ('naive', False): (0.851, 0.853, 0.849)}
+  for (module, aux), tops in finals.items():
+    for seed, top1 in enumerate(tops):
+      _run_dir(root, f'module-{module}_aux-{aux}_seed-{seed}',
+               _config(module=module, aux=aux, seed=seed),
+               [(20, 0.5, 0.9), (40, top1, 0.99)])
+  result = report.write_report(root, summarize_fn=None)
+  rows = {(d['switch'], d['held']): d for d in result.switches}
+  assert set(rows) == {('aux', 'module=reduced'), ('aux', 'module=naive'),
+                       ('module', 'aux=True'), ('module', 'aux=False')}
+  def paired(a, b):
+    d = [y - x for x, y in zip(finals[a], finals[b])]
+    return statistics.fmean(d), 4.303 * statistics.stdev(d) / math.sqrt(3)
+  for (switch, held), row in rows.items():
+    assert {row['from'], row['to']} == ({True, False} if switch == 'aux'
+                                        else {'reduced', 'naive'})
+    if switch == 'aux':
+      module = held[len('module='):]
+      a, b = (module, row['from']), (module, row['to'])
+    else:
+      aux = held == 'aux=True'
+      a, b = (row['from'], aux), (row['to'], aux)
+    mean, half = paired(a, b)
+    assert row['mean'] == pytest.approx(mean)
+    assert row['ci95'] == pytest.approx(half)
+    assert row['method'] == 'paired by seed' and row['n'] == 3
+  # aux on vs off, reduced: 0.73 +/- 0.72 points apart; excludes 0.
+  assert rows[('aux', 'module=reduced')]['verdict'] == 'the interval excludes 0'
+  assert rows[('aux', 'module=naive')]['verdict'].startswith('within')
+  md = open(os.path.join(root, 'report.md')).read()
+  assert '## One switch at a time' in md
+  row = rows[('aux', 'module=naive')]
+  assert f'| aux | {row["from"]} | {row["to"]} | module=naive |' in md
+
+
 def test_lrn_effect_refuses_a_model_without_lrn(tiny_run):
   from experiments import lrn_effect  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError, match='measures models with LRN'):
