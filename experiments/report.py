@@ -282,13 +282,18 @@ def _paper_order(keys: List[str]) -> List[str]:
   return sorted(keys, key=lambda k: (order.get(k, len(order)), k))
 
 
+def _varying_keys(settings: Sequence[Dict[str, Any]]) -> List[str]:
+  """The keys whose values are not the same in all `settings`, the
+  paper's switches first."""
+  keys = sorted({k for s in settings for k in s})
+  return _paper_order([k for k in keys
+                       if any(not _same(s.get(k), settings[0].get(k))
+                              for s in settings)])
+
+
 def variant_labels(settings: Sequence[Dict[str, Any]]) -> List[str]:
   """Names for variants from the settings in which they differ."""
-  keys = sorted({k for s in settings for k in s})
-  differing = [k for k in keys
-               if any(not _same(s.get(k), settings[0].get(k))
-                      for s in settings)]
-  label_keys = _paper_order(differing or [
+  label_keys = _paper_order(_varying_keys(settings) or [
       k for k in DEFAULT_LABEL_KEYS if any(k in s for s in settings)])
   labels = []
   for s in settings:
@@ -655,9 +660,7 @@ def one_switch_differences(variants: Sequence[Variant],
   """
   values = [_final_top1_by_seed(v, m) for v, m in zip(variants, per_run)]
   settings = [v.settings for v in variants]
-  varying = _paper_order([
-      k for k in sorted({k for s in settings for k in s})
-      if any(not _same(s.get(k), settings[0].get(k)) for s in settings)])
+  varying = _varying_keys(settings)
   rows = []
   for i in range(len(variants)):
     for j in range(i + 1, len(variants)):
