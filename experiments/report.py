@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -293,8 +294,8 @@ def _varying_keys(settings: Sequence[Dict[str, Any]]) -> List[str]:
 
 def variant_labels(settings: Sequence[Dict[str, Any]]) -> List[str]:
   """Names for variants from the settings in which they differ."""
-  label_keys = _paper_order(_varying_keys(settings) or [
-      k for k in DEFAULT_LABEL_KEYS if any(k in s for s in settings)])
+  label_keys = _varying_keys(settings) or [
+      k for k in DEFAULT_LABEL_KEYS if any(k in s for s in settings)]
   labels = []
   for s in settings:
     parts = [f'{_short(k)}={s.get(k)}' for k in label_keys]
@@ -662,21 +663,16 @@ def one_switch_differences(variants: Sequence[Variant],
   settings = [v.settings for v in variants]
   varying = _varying_keys(settings)
   rows = []
-  for i in range(len(variants)):
-    for j in range(i + 1, len(variants)):
-      a, b = settings[i], settings[j]
-      if not values[i] or not values[j] or not a or not b:
-        continue
-      changed = [k for k in varying if not _same(a.get(k), b.get(k))]
-      if len(changed) != 1:
-        continue
-      key = changed[0]
-      diff = difference(values[i], values[j])
-      held = ','.join(f'{_short(k)}={a.get(k)}' for k in varying
-                      if k != key)
-      rows.append({'switch': _short(key), 'from': a.get(key),
-                   'to': b.get(key), 'held': held or '-', **diff,
-                   'verdict': verdict(diff)})
+  for i, j in itertools.combinations(range(len(variants)), 2):
+    a, b = settings[i], settings[j]
+    changed = [k for k in varying if not _same(a.get(k), b.get(k))]
+    if len(changed) != 1 or not (values[i] and values[j] and a and b):
+      continue
+    key = changed[0]
+    diff = difference(values[i], values[j])
+    held = ','.join(f'{_short(k)}={a.get(k)}' for k in varying if k != key)
+    rows.append({'switch': _short(key), 'from': a.get(key), 'to': b.get(key),
+                 'held': held or '-', **diff, 'verdict': verdict(diff)})
   return rows
 
 
@@ -712,6 +708,14 @@ def build_report(root: str,
                              uses_wall_time(runs), differences, switches)
   return Report(variants, variant_rows, run_rows, problems, markdown,
                 differences, switches)
+
+
+def _format_difference(diff: Dict[str, Any]) -> str:
+  """'+1.38 ± 0.94' in percentage points (no interval for a single run)."""
+  text = f'{100 * diff["mean"]:+.2f}'
+  if diff['ci95'] is not None:
+    text += f' ± {100 * diff["ci95"]:.2f}'
+  return text
 
 
 def format_markdown(root: str, variant_rows, run_rows, problems,
@@ -761,10 +765,8 @@ def format_markdown(root: str, variant_rows, run_rows, problems,
         'cannot tell the two apart.', '',
         markdown_table(
             ['variant', 'difference', 'seeds', 'method', 'verdict'],
-            [[d['variant'],
-              (f'{100 * d["mean"]:+.2f}' +
-               (f' ± {100 * d["ci95"]:.2f}' if d['ci95'] is not None else '')),
-              str(d['n']), d['method'], d['verdict']] for d in differences]),
+            [[d['variant'], _format_difference(d), str(d['n']), d['method'],
+              d['verdict']] for d in differences]),
         '']
   if switches:
     parts += [
@@ -777,9 +779,8 @@ def format_markdown(root: str, variant_rows, run_rows, problems,
             ['switch', 'from', 'to', 'held', 'difference (to - from)',
              'seeds', 'method', 'verdict'],
             [[d['switch'], str(d['from']), str(d['to']), d['held'],
-              (f'{100 * d["mean"]:+.2f}' +
-               (f' ± {100 * d["ci95"]:.2f}' if d['ci95'] is not None else '')),
-              str(d['n']), d['method'], d['verdict']] for d in switches]),
+              _format_difference(d), str(d['n']), d['method'], d['verdict']]
+             for d in switches]),
         '']
   parts += ['## Runs', '',
       markdown_table(run_header, run_table),
