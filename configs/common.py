@@ -99,6 +99,11 @@ def base_config(args: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   # Call jax.distributed.initialize() (also done when the environment is a
   # multi-process cluster).
   c.multihost = False
+  # With several processes: seconds a process may go without a heartbeat
+  # before JAX's coordination service calls it lost and every other process
+  # stops (jax.distributed's heartbeat timeout). A lost host stops the rest
+  # within about this long; a collective that fails sooner stops them sooner.
+  c.peer_timeout_s = 100
   # The persistent compilation cache, so a restart skips recompiling the
   # steps: None means JAX_COMPILATION_CACHE_DIR if set, else
   # <workdir>/jax_cache; a path (local or gs://, e.g. one shared bucket

@@ -8,6 +8,14 @@
 * a path (local or gs://, e.g. one shared bucket folder for a sweep): there.
 * '': off.
 
+Off in multi-process CPU runs: JAX writes the cache from process 0 only,
+and its entries are per process, so on a restart process 0 would load its
+steps at once while every other process compiles; gloo, the CPU
+collectives, stops waiting for a late process after 30 s, and a restart on a
+loaded machine failed that way. Every process compiling keeps them in step.
+On TPU and GPU pods the cache stays on (a late process only delays the first
+step there).
+
 Only what compiles for at least `jax_persistent_cache_min_compile_time_secs`
 (JAX's default: 1 s) is stored: the train and evaluation steps, not the small
 helpers. JAX treats the cache as trusted code: do not point it at a folder
@@ -31,6 +39,8 @@ def configure(directory: Optional[str], workdir: str) -> str:
   if directory is None:
     directory = (os.environ.get('JAX_COMPILATION_CACHE_DIR') or
                  str(epath.Path(workdir) / SUBDIR))
+  if jax.process_count() > 1 and jax.default_backend() == 'cpu':
+    directory = ''
   if directory and '://' not in directory:
     directory = os.path.abspath(os.path.expanduser(directory))
   current = jax.config.jax_compilation_cache_dir or ''

@@ -10,6 +10,7 @@ stderr with exit status 1 (`--traceback` shows the Python traceback).
 """
 
 import os
+import sys
 
 # TensorFlow (used by the data pipeline and TensorBoard) prints C++ info lines
 # on import; keep stderr for what the user needs to read.
@@ -22,6 +23,8 @@ from ml_collections import config_flags
 from inception_jax import cli
 
 FLAGS = flags.FLAGS
+# The exit status of a process whose run lost another process.
+PEER_LOST_STATUS = 3
 
 
 def define_flags() -> None:
@@ -34,11 +37,25 @@ def define_flags() -> None:
   flags.mark_flags_as_required(['config', 'workdir'])
 
 
+def train(config, workdir: str, **seams) -> None:
+  """`train.train_and_evaluate`, as a command: exit status 0 also after
+  SIGTERM (the checkpoint is saved); with several processes, a lost one
+  ends this one with one line and exit status 3 (`PEER_LOST_STATUS`)."""
+  from inception_jax import mesh
+  from inception_jax import train as train_lib
+  try:
+    train_lib.train_and_evaluate(config, workdir, **seams)
+  except mesh.PeerLostError as e:
+    print(f'error: {e}', file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    # Not sys.exit: JAX's exit handler would wait at a shutdown barrier for
+    # the process that is gone, then abort with a C++ stack trace.
+    os._exit(PEER_LOST_STATUS)  # pylint: disable=protected-access
+
+
 def main(argv) -> None:
   del argv
-  from inception_jax import train
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  # Exit status 0 also after SIGTERM: the checkpoint is saved.
+  train(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == '__main__':

@@ -12,6 +12,7 @@ import os
 import signal
 from typing import Dict, Mapping
 
+from absl import logging
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
@@ -28,12 +29,15 @@ def _cluster_environment() -> bool:
   return ',' in env.get('TPU_WORKER_HOSTNAMES', '')
 
 
-def initialize_distributed(multihost: bool = False) -> None:
+def initialize_distributed(multihost: bool = False,
+                           peer_timeout_s: int = 100) -> None:
   """`jax.distributed.initialize()` for multi-host runs, before any device use.
 
   With `multihost` or a multi-process cluster environment; the arguments come
   from that environment (TPU pod, SLURM, Open MPI, or
   JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID).
+  `peer_timeout_s` is the coordination service's heartbeat timeout: a
+  process silent that long is lost, and JAX ends every other one.
   """
   if not (multihost or _cluster_environment()):
     return
@@ -50,7 +54,11 @@ def initialize_distributed(multihost: bool = False) -> None:
     kwargs['num_processes'] = int(env['JAX_NUM_PROCESSES'])
   if env.get('JAX_PROCESS_ID'):
     kwargs['process_id'] = int(env['JAX_PROCESS_ID'])
-  jax.distributed.initialize(**kwargs)
+  if peer_timeout_s <= 0:
+    raise ValueError(f'peer_timeout_s must be > 0 seconds, got '
+                     f'{peer_timeout_s}.')
+  jax.distributed.initialize(heartbeat_timeout_seconds=int(peer_timeout_s),
+                             **kwargs)
 
 
 def create_mesh(devices=None) -> Mesh:
@@ -82,14 +90,42 @@ def to_global(batch: Mapping[str, np.ndarray],
           for k, v in batch.items()}
 
 
+class PeerLostError(RuntimeError):
+  """Another process of a multi-process run has gone; this one stops too."""
+
+
+def short(error: BaseException, limit: int = 300) -> str:
+  """An error's message on one line, cut to `limit` characters."""
+  text = ' '.join(str(error).split()) or type(error).__name__
+  return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
 class PreemptionSignal:
-  """Turns SIGTERM into a flag that the loop checks after every step."""
+  """Whether the run should save and stop after this step (SIGTERM).
+
+  One process: a Python SIGTERM handler sets a flag that the loop reads
+  after every step.
+
+  Several processes: no Python handler is installed. Every process must stop
+  at the same step to save collectively, and only JAX's preemption service
+  can agree on one: `jax.distributed.initialize()` installs a C++ SIGTERM
+  handler that tells the coordination service, which picks the step after
+  the furthest any process has reached; `reached(step)` turns true at that
+  step on every process. A Python handler would replace the C++ one, the
+  notice would never leave the process that got it, and the sync point
+  would never be reached (SIGTERM would save and stop nothing). So a notice
+  on any one host stops them all at one step, as does one on every host.
+  """
 
   def __init__(self):
     self.received = False
     self._previous = None
+    self._multiprocess = False
 
   def __enter__(self):
+    self._multiprocess = jax.process_count() > 1
+    if self._multiprocess:
+      return self  # JAX's own handler stays (see the class docstring).
     try:
       self._previous = signal.signal(signal.SIGTERM, self._handle)
     except ValueError:  # not the main thread (e.g. a notebook worker)
@@ -101,15 +137,17 @@ class PreemptionSignal:
     self.received = True
 
   def reached(self, step: int) -> bool:
-    if jax.process_count() > 1:
-      # Every process must stop at the same step to save collectively.
+    """True at the step every process stops at; call it after every step."""
+    if self._multiprocess:
       from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-      try:
-        return multihost_utils.reached_preemption_sync_point(step)
-      except RuntimeError:
-        return self.received
+      self.received = multihost_utils.reached_preemption_sync_point(step)
+      if self.received:
+        logging.warning('SIGTERM on a process of this run: process %d of %d '
+                        'saves and stops at step %d.', jax.process_index(),
+                        jax.process_count(), step)
     return self.received
 
   def __exit__(self, *exc):
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
+      self._previous = None

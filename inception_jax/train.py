@@ -236,7 +236,7 @@ def _prepare(config, workdir: str):
   paths.resolve_config_paths(config)
   # jax.distributed.initialize() must come before anything asks JAX for
   # devices or the backend (the model's dtype 'auto' does).
-  mesh_lib.initialize_distributed(config.multihost)
+  mesh_lib.initialize_distributed(config.multihost, config.peer_timeout_s)
   compile_cache.configure(config.compilation_cache_dir, workdir)
   validate_config(config)
   return config, workdir
@@ -275,7 +275,6 @@ def train_and_evaluate(
   mesh = mesh_lib.create_mesh()
   for key in ('batch_size', 'eval_batch_size'):
     mesh_lib.check_divisible(config[key], mesh, key)
-  batch_sharding = mesh_lib.batch_sharded(mesh)
   info = datasets.get_dataset_info(config.data)
   model = googlenet.model_from_config(config.model, info.num_classes)
   steps_per_epoch = max(1, info.num_train // config.batch_size)
@@ -312,14 +311,14 @@ def train_and_evaluate(
                                 steps_per_epoch=steps_per_epoch)
   metadata = _metadata(model, info, config)
 
-  def save(step: int) -> None:
+  def save(state, step: int) -> None:
     clock.wall_time_sec = progress.total_elapsed()
     clock.examples_seen = step * config.batch_size
     ckpt.save(step, state, iterator_state=train_iter.get_state(),
               config=json.loads(config.to_json()), metadata=metadata,
               clock=clock)
 
-  def evaluate(step: int) -> Dict[str, float]:
+  def evaluate(state, step: int) -> Dict[str, float]:
     scalars = evaluator.evaluate_state(state, raw=config.eval_raw)
     writer.write_scalars(step, scalars)
     progress.eval_line(step, scalars)
@@ -331,8 +330,38 @@ def train_and_evaluate(
           model, info, params=googlenet.count_params(state.params),
           total_steps=total_steps, batch_size=config.batch_size, mesh=mesh,
           workdir=workdir))
+  if jax.process_count() > 1:
+    progress.print(
+        f'If a process of this run is lost, the others stop within '
+        f'peer_timeout_s={config.peer_timeout_s}s; then rerun the same '
+        f'command on every host to resume from the newest checkpoint.')
 
-  # --- Loop: every periodic action is "if it is time: do it".
+  # --- Loop, then the end: a summary (a finished run rerun evaluates once
+  # more).
+  with _stop_all_if_a_peer_is_lost(ckpt, lock):
+    state, eval_scalars, preempted = _loop(
+        state, config, start_step=start_step, total_steps=total_steps,
+        train_iter=train_iter, train_step=train_step, mesh=mesh, log=log,
+        save=save, evaluate=evaluate, on_step=on_step, lock=lock, ckpt=ckpt)
+    if not preempted and not eval_scalars:
+      eval_scalars = evaluate(state, int(jax.device_get(state.step)))
+    ckpt.wait_until_finished()
+  ckpt.close()
+  writer.close()
+  summary = _finish(state, eval_scalars, preempted=preempted, log=log,
+                    workdir=workdir, is_primary=is_primary,
+                    checkpoints=ckpt.directory, data_cfg=config.data)
+  lock.release()
+  return summary
+
+
+def _loop(state, config, *, start_step: int, total_steps: int, train_iter,
+          train_step, mesh, log: TrainLog, save, evaluate, on_step, lock,
+          ckpt):
+  """Steps until the end or SIGTERM: every periodic action is "if it is
+  time: do it". Returns the state, the last evaluation and whether SIGTERM
+  stopped the run (after saving)."""
+  batch_sharding = mesh_lib.batch_sharded(mesh)
   eval_scalars: Dict[str, float] = {}
   preempted, step_metrics = False, {}
   with mesh_lib.PreemptionSignal() as preemption, _drain_on_error(ckpt):
@@ -348,41 +377,60 @@ def train_and_evaluate(
       log_now = itstime(step, config.log_every_steps, total_steps)
       save_now = itstime(step, config.checkpoint_every_steps, total_steps)
       eval_now = itstime(step, config.eval_every_steps, total_steps)
+      # Every process asks at every step: with several, they agree here on
+      # the one step all of them stop at.
       preempted = preemption.reached(step)
       if log_now or save_now or preempted or log.full:
         log.check()  # raises NonFiniteError
       if log_now:
         log.write(step, int(jax.device_get(state.nonfinite_steps)))
       if save_now or preempted:
-        save(step)
+        save(state, step)
       if preempted:
         ckpt.wait_until_finished()
-        progress.print(f'SIGTERM: saved a checkpoint at step {step} in '
-                       f'{ckpt.directory}; rerun the same command to resume.')
+        log.progress.print(
+            f'SIGTERM: saved a checkpoint at step {step} in '
+            f'{ckpt.directory}; rerun the same command to resume.')
         break
       if eval_now:
-        eval_scalars = evaluate(step)
+        eval_scalars = evaluate(state, step)
       if log_now or save_now or eval_now:
         log.restart_clock(step)
+  return state, eval_scalars, preempted
 
-  # --- End: a summary (a finished run rerun evaluates once more).
-  if not preempted and not eval_scalars:
-    eval_scalars = evaluate(int(jax.device_get(state.step)))
-  ckpt.wait_until_finished()
-  ckpt.close()
-  writer.close()
-  summary = _finish(state, eval_scalars, preempted=preempted, log=log,
-                    workdir=workdir, is_primary=is_primary,
-                    checkpoints=ckpt.directory, data_cfg=config.data)
-  lock.release()
-  return summary
+
+@contextlib.contextmanager
+def _stop_all_if_a_peer_is_lost(ckpt: checkpointing.Checkpoints, lock):
+  """With several processes, a failed collective means another process has
+  gone (a host lost, killed, out of memory): raise `PeerLostError`, which
+  names the checkpoint to resume from, instead of JAX's traceback."""
+  try:
+    yield
+  except jax.errors.JaxRuntimeError as e:
+    if jax.process_count() == 1:
+      raise
+    lock.release()
+    raise mesh_lib.PeerLostError(
+        f'process {jax.process_index()} of {jax.process_count()} lost '
+        f'another process of this run (a host lost, killed or out of memory; '
+        f'its own log says which): {mesh_lib.short(e)}. Rerun the '
+        f'same command on every host to resume from the newest complete '
+        f'checkpoint in {ckpt.directory}.') from e
 
 
 @contextlib.contextmanager
 def _drain_on_error(ckpt: checkpointing.Checkpoints):
-  """On an error (a non-finite step), the last good save reaches the disk."""
+  """On an error (a non-finite step), the last good save reaches the disk.
+
+  Not when a collective failed with several processes: another process has
+  gone, the save cannot complete without it, and waiting would only hang.
+  """
   try:
     yield
+  except jax.errors.JaxRuntimeError:
+    if jax.process_count() == 1:
+      ckpt.wait_until_finished()
+    raise
   except BaseException:
     ckpt.wait_until_finished()
     raise

@@ -11,6 +11,11 @@ test patches the trainer's internals:
 * ``--nan_at_step=N``: the N-th batch of this session is all NaN.
 * ``--kill_at_step=N``: SIGKILL after step N, once the checkpoint of step
   ``--kill_after_checkpoint`` is complete on disk (a crash between saves).
+* ``--signal_at_step=N --signal=TERM|KILL --signal_processes=0,1``: the
+  listed processes send themselves the signal after step N (once the
+  checkpoint of ``--kill_after_checkpoint``, if given, is on disk), printing
+  ``signalled at step N at <unix time>`` first: a preemption notice on some
+  hosts, or a host lost.
 * ``--paired_processes=P``: one process is fed the concatenated batches of
   P processes' input shards (process 0's first), i.e. the global batches of
   a P-process run, to compare a multi-process run with a single process.
@@ -136,9 +141,9 @@ def make_train_iter(data_cfg, *, global_batch_size, seed):
   return iterator
 
 
-def on_step(step, metrics):
-  del metrics
-  if step != FLAGS.kill_at_step:
+def _wait_for_checkpoint():
+  """Until the checkpoint of step --kill_after_checkpoint is on disk."""
+  if not FLAGS.kill_after_checkpoint:
     return
   done = os.path.join(FLAGS.workdir, 'checkpoints',
                       str(FLAGS.kill_after_checkpoint))
@@ -146,8 +151,20 @@ def on_step(step, metrics):
     if os.path.isdir(done):
       break
     time.sleep(0.1)
-  sys.stdout.flush()
-  os.kill(os.getpid(), signal.SIGKILL)
+
+
+def on_step(step, metrics):
+  del metrics
+  if step == FLAGS.signal_at_step:
+    import jax  # pylint: disable=g-import-not-at-top
+    if str(jax.process_index()) in FLAGS.signal_processes.split(','):
+      _wait_for_checkpoint()
+      print(f'signalled at step {step} at {time.time():.3f}', flush=True)
+      os.kill(os.getpid(), getattr(signal, f'SIG{FLAGS.signal}'))
+  if step == FLAGS.kill_at_step:
+    _wait_for_checkpoint()
+    sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def define_flags():
@@ -156,6 +173,11 @@ def define_flags():
   flags.DEFINE_integer('kill_at_step', 0, 'Step after which to SIGKILL.')
   flags.DEFINE_integer('kill_after_checkpoint', 0,
                        'Checkpoint step that must be on disk first.')
+  flags.DEFINE_integer('signal_at_step', 0,
+                       'Step after which the listed processes get --signal.')
+  flags.DEFINE_enum('signal', 'TERM', ['TERM', 'KILL'], 'Signal to send.')
+  flags.DEFINE_string('signal_processes', '0',
+                      'Comma-separated process indices that signal.')
   flags.DEFINE_integer('paired_processes', 0,
                        'Feed the global batches of this many processes.')
   flags.DEFINE_string('record_batches', None,
@@ -164,9 +186,8 @@ def define_flags():
 
 def main(argv):
   del argv
-  from inception_jax import train  # pylint: disable=g-import-not-at-top
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir,
-                           make_train_iter=make_train_iter, on_step=on_step)
+  main_lib.train(FLAGS.config, FLAGS.workdir,
+                 make_train_iter=make_train_iter, on_step=on_step)
 
 
 if __name__ == '__main__':
