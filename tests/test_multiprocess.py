@@ -16,24 +16,30 @@ and then on 2 again, and the examples it trains on are counted against one
 uninterrupted stream (`tests/runner.py --record_batches`).
 """
 
+import concurrent.futures
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
-from tests.helpers import REPO, subprocess_env
+from tests.helpers import REPO, assert_trees_equal, saved_steps
+from tests.helpers import subprocess_env
 
 ARGS = ['--config=configs/fashion_mnist.py:runlocal,norm=lrn',
         '--config.checkpoint_every_steps=2', '--config.log_every_steps=2',
         '--config.keep_checkpoints=0',
         '--config.optimizer.schedule=constant',
         '--config.optimizer.warmup_epochs=0.0', '--config.optimizer.lr=0.01',
-        '--config.data.eval_split=test[:32]', '--config.eval_batch_size=32']
+        '--config.data.eval_split=test[:32]', '--config.eval_batch_size=32',
+        '--config.peer_timeout_s=20']
 
 def env_with(devices, **extra):
   return subprocess_env(devices, **{k: str(v) for k, v in extra.items()})
@@ -45,8 +51,12 @@ def free_port():
     return s.getsockname()[1]
 
 
-def run_two_processes(args, timeout=420, module='inception_jax.main'):
-  """Starts processes 0 and 1 of the command line; returns both results."""
+def run_two_processes(args, timeout=420, module='inception_jax.main',
+                      exit_times=None):
+  """Starts processes 0 and 1 of the command line; returns both results.
+
+  `exit_times`, a list, gets each process's exit time (time.time()).
+  """
   port = free_port()
   procs = []
   try:
@@ -57,13 +67,20 @@ def run_two_processes(args, timeout=420, module='inception_jax.main'):
           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
           env=env_with(2, JAX_COORDINATOR_ADDRESS=f'localhost:{port}',
                        JAX_NUM_PROCESSES=2, JAX_PROCESS_ID=i)))
-    outputs = [p.communicate(timeout=timeout) for p in procs]
+    # Read both pipes at once, so neither process blocks on a full pipe
+    # while the other is waited for.
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+      outputs = list(pool.map(
+          lambda p: (p.communicate(timeout=timeout), time.time()), procs))
   finally:
     for p in procs:
       if p.poll() is None:
         p.kill()
         p.wait()
-  return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]
+  if exit_times is not None:
+    exit_times.extend(t for _, t in outputs)
+  return [(p.returncode, out, err)
+          for p, ((out, err), _) in zip(procs, outputs)]
 
 
 def assert_both_succeeded(results):
@@ -96,7 +113,18 @@ def assert_states_close(actual, expected):
                                atol=1e-4, err_msg=jax.tree_util.keystr(path))
 
 
-def test_two_processes_equal_one_process_and_resume(tmp_path):
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory):
+  """Two processes train 6 steps without a break (checkpoints at 2, 4, 6)."""
+  workdir = tmp_path_factory.mktemp('uninterrupted') / 'run'
+  results = run_two_processes(ARGS + ['--config.total_steps=6',
+                                      f'--workdir={workdir}'],
+                              module='tests.runner')
+  assert_both_succeeded(results)
+  return workdir, results
+
+
+def test_two_processes_equal_one_process(uninterrupted, tmp_path):
   reference = tmp_path / 'reference'
   ref = subprocess.run(
       [sys.executable, '-m', 'tests.runner', '--paired_processes=2', *ARGS,
@@ -105,42 +133,126 @@ def test_two_processes_equal_one_process_and_resume(tmp_path):
   assert ref.returncode == 0, ref.stderr[-3000:]
   assert 'on 4 device(s) (1 process(es))' in ref.stdout
 
-  workdir = tmp_path / 'two'
-  results = run_two_processes(ARGS + ['--config.total_steps=4',
-                                      f'--workdir={workdir}'])
-  assert_both_succeeded(results)
-  (_, out0, _), (_, out1, _) = results
+  workdir, ((_, out0, _), (_, out1, _)) = uninterrupted
   assert 'on 4 device(s) (2 process(es))' in out0
-  # Only process 0 reports.
-  assert 'step 4/4' in out0 and 'step ' not in out1 and 'Done' not in out1
+  # Only process 0 reports and writes metrics.
+  assert 'step 6/6' in out0 and 'step ' not in out1 and 'Done' not in out1
   records = [json.loads(l) for l in
              (workdir / 'metrics.jsonl').read_text().splitlines()]
-  assert [r['step'] for r in records if 'train/loss' in r] == [2, 4]
+  assert [r['step'] for r in records if 'train/loss' in r] == [2, 4, 6]
+  # Each of the 32 evaluation images counted once over both processes.
+  assert [r['eval/num_examples'] for r in records
+          if 'eval/num_examples' in r] == [32]
   assert json.loads((workdir / 'config.json').read_text())['multihost']
   # Both processes saved the input position: the global stream's, the same.
   for i in range(2):
     position = json.loads((workdir / 'checkpoints' / '4' / 'data_iterator' /
                            f'process_{i}-of-2.json').read_text())
     assert position['examples'] == 4 * 16 and position['process_count'] == 2
+  # The lock, held by process 0 alone, was given back.
+  assert not (workdir / 'lock.json').exists()
 
   # Same parameters (and optimiser state, BatchNorm statistics) as one
   # process over the same global batches.
-  assert_states_close(params_at(workdir, 4), params_at(reference, 4))
+  for step in (4, 6):
+    assert_states_close(params_at(workdir, step), params_at(reference, step))
   ref_losses = [json.loads(l)['train/loss'] for l in
                 (reference / 'metrics.jsonl').read_text().splitlines()
                 if 'train/loss' in l]
   mp_losses = [r['train/loss'] for r in records if 'train/loss' in r]
-  np.testing.assert_allclose(mp_losses, ref_losses[:2], rtol=1e-4)
+  np.testing.assert_allclose(mp_losses, ref_losses, rtol=1e-4)
 
-  # Resume with 2 processes from step 4 to step 6.
+
+# --- Faults: a preemption notice on some hosts, a host lost. ---------------
+
+def _stopped_at(err):
+  """The steps a process logged that it stops at after a SIGTERM."""
+  return [int(s) for s in re.findall(r'saves and stops at step (\d+)', err)]
+
+
+def _signal_time(out):
+  match = re.search(r'signalled at step \d+ at ([\d.]+)', out)
+  assert match, out[-2000:]
+  return float(match.group(1))
+
+
+def _assert_rerun_equals_uninterrupted(workdir, uninterrupted_dir):
+  """The same command again finishes the run; its final state is the
+  uninterrupted run's, bit for bit (the same processes add in the same
+  order)."""
   results = run_two_processes(ARGS + ['--config.total_steps=6',
-                                      f'--workdir={workdir}'])
+                                      f'--workdir={workdir}'],
+                              module='tests.runner')
   assert_both_succeeded(results)
-  assert 'Resuming from the checkpoint at step 4' in results[0][1]
-  assert_states_close(params_at(workdir, 6), params_at(reference, 6))
-  steps = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()
-                 if p.name.isdigit())
-  assert steps == [2, 4, 6]
+  assert 'Resuming from the checkpoint at step' in results[0][1]
+  assert_trees_equal(params_at(workdir, 6), params_at(uninterrupted_dir, 6))
+  return results
+
+
+@pytest.mark.parametrize('signalled', ['1', '0,1'],
+                         ids=['sigterm_process_1', 'sigterm_both'])
+def test_sigterm_stops_every_process_at_one_step(uninterrupted, tmp_path,
+                                                 signalled):
+  workdir = tmp_path / 'run'
+  exit_times = []
+  results = run_two_processes(
+      ARGS + ['--config.total_steps=6', f'--workdir={workdir}',
+              '--signal_at_step=3', '--signal=TERM',
+              f'--signal_processes={signalled}'],
+      module='tests.runner', exit_times=exit_times)
+  assert_both_succeeded(results)
+  (_, out0, err0), (_, out1, err1) = results
+  # Both processes stop at one step, at most one past the furthest step
+  # reached when the notice came, and save it together.
+  stop = _stopped_at(err0)
+  assert stop == _stopped_at(err1) and len(stop) == 1, (err0[-2000:],
+                                                          err1[-2000:])
+  stop, = stop
+  assert 4 <= stop <= 5
+  assert f'SIGTERM: saved a checkpoint at step {stop}' in out0
+  assert saved_steps(str(workdir)) == sorted({2, 4, stop})
+  # The saved step is complete: every array reads back, and it is the
+  # uninterrupted run's state at that step where that run saved one too.
+  state = params_at(workdir, stop)
+  if stop == 4:
+    assert_trees_equal(state, params_at(uninterrupted[0], 4))
+  assert not (workdir / 'summary.json').exists()
+  assert not (workdir / 'lock.json').exists()
+  signalled_at = _signal_time(out1 if signalled == '1' else out0)
+  assert max(exit_times) - signalled_at < 60
+  _assert_rerun_equals_uninterrupted(workdir, uninterrupted[0])
+
+
+def test_a_lost_process_stops_the_other_and_the_rerun_resumes(
+    uninterrupted, tmp_path):
+  """SIGKILL of process 1 after step 3 (a host lost), once the checkpoint
+  of step 2 is on disk."""
+  workdir = tmp_path / 'run'
+  exit_times = []
+  results = run_two_processes(
+      ARGS + ['--config.total_steps=6', f'--workdir={workdir}',
+              '--signal_at_step=3', '--signal=KILL', '--signal_processes=1',
+              '--kill_after_checkpoint=2'],
+      module='tests.runner', exit_times=exit_times)
+  (rc0, out0, err0), (rc1, out1, _) = results
+  assert rc1 == -9
+  # Process 0 does not hang in a collective: it ends, non-zero, within the
+  # peer timeout (20 s here) and some slack for a loaded machine.
+  assert rc0 != 0, out0[-2000:]
+  assert exit_times[0] - _signal_time(out1) < 20 + 40
+  # It says that a peer was lost: its own line when the failed collective
+  # reaches Python, JAX's when the coordination service's heartbeat check
+  # or gloo ends the process first.
+  assert re.search(
+      r'lost another process of this run|another task died|'
+      r'[Gg]loo|heartbeat', err0), err0[-3000:]
+  if rc0 == 3:
+    line, = [l for l in err0.splitlines() if l.startswith('error: ')]
+    assert 'Rerun the same command on every host' in line
+  assert 'peer_timeout_s=20s' in out0
+  assert 2 in saved_steps(str(workdir))
+  assert not (workdir / 'summary.json').exists()
+  _assert_rerun_equals_uninterrupted(workdir, uninterrupted[0])
 
 
 def _recorded_stream(directory, processes):
@@ -198,3 +310,153 @@ def test_resume_on_another_process_count_continues_the_global_order(
     next(reference)
   assert trained == _recorded_stream(tmp_path / 'reference', 1)
   assert len(trained) == len(set(trained)) == 6 * 16
+
+
+# --- The Cloud TPU launcher on a fake pod of two local "workers". ----------
+
+FAKE_POD_GCLOUD = '''#!{python}
+"""gcloud for a pod of two workers on this machine, in POD/worker_<i>,
+gs://b/ in POD/bucket. ssh runs the command in every worker's folder with the
+JAX_* variables of a two-process run (setup unpacks the code and links this
+repository's venv instead of installing); describe answers from POD/states
+(the last line repeats); delete ends the workers' process groups."""
+import glob, json, os, shutil, signal, socket, subprocess, sys, tarfile
+pod, repo = {pod!r}, {repo!r}
+argv = sys.argv[1:]
+with open(os.path.join(pod, 'calls.jsonl'), 'a') as f:
+  f.write(json.dumps(argv) + '\\n')
+words = [a for a in argv if not a.startswith('-')]
+value = lambda name: next(a.split('=', 1)[1] for a in argv
+                          if a.startswith(name + '='))
+homes = [os.path.join(pod, f'worker_{{i}}') for i in range(2)]
+local = lambda text: text.replace('gs://b/', os.path.join(pod, 'bucket') + '/')
+if words[:2] == ['storage', 'ls']:
+  found = sorted(glob.glob(local(words[2])))
+  if not found:
+    sys.exit('ERROR: One or more URLs matched no objects.')
+  bucket = os.path.join(pod, 'bucket') + '/'
+  print('\\n'.join('gs://b/' + p[len(bucket):] for p in found))
+elif words[3] == 'describe':
+  with open(os.path.join(pod, 'states')) as f:
+    states = f.read().split()
+  print(states[0])
+  if len(states) > 1:
+    with open(os.path.join(pod, 'states'), 'w') as f:
+      f.write(' '.join(states[1:]))
+elif words[3] == 'delete':
+  for pidfile in glob.glob(os.path.join(pod, 'worker_*', 'inception_jax',
+                                        'logs', '*.pid')):
+    try:
+      os.killpg(int(open(pidfile).read()), signal.SIGKILL)
+    except (OSError, ValueError):
+      pass
+elif words[3] == 'scp':
+  for home in homes:
+    os.makedirs(home, exist_ok=True)
+    shutil.copy(words[4], os.path.join(home, words[5].split(':', 1)[1]))
+elif words[3] == 'ssh':
+  command = local(value('--command'))
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    port = s.getsockname()[1]
+  procs = []
+  for i, home in enumerate(homes):
+    if 'requirements.txt' in command:  # setup: unpack, link the venv
+      code = os.path.join(home, 'inception_jax')
+      shutil.rmtree(code, ignore_errors=True)
+      with tarfile.open(os.path.join(home, 'inception_jax.tar.gz')) as tar:
+        tar.extractall(code)
+      os.symlink(os.path.join(repo, '.venv'), os.path.join(code, '.venv'))
+      continue
+    env = dict(os.environ, JAX_PROCESS_ID=str(i),
+               JAX_COORDINATOR_ADDRESS=f'localhost:{{port}}',
+               JAX_NUM_PROCESSES='2')
+    procs.append(subprocess.Popen(['bash', '-c', command], cwd=home, env=env))
+  sys.exit(max([p.wait() for p in procs] or [0]))
+'''
+
+
+def _pod(tmp_path, states):
+  pod = tmp_path / 'pod'
+  (pod / 'bin').mkdir(parents=True)
+  (pod / 'states').write_text(' '.join(states))
+  gcloud = pod / 'bin' / 'gcloud'
+  gcloud.write_text(FAKE_POD_GCLOUD.format(python=sys.executable,
+                                           pod=str(pod), repo=REPO))
+  gcloud.chmod(0o755)
+  return pod
+
+
+def _launch(pod, action, *extra, timeout=300):
+  """experiments.launch on the fake pod: the smoke sweep's reduced member
+  with the tests' settings (`uninterrupted`'s run)."""
+  sets = [f'--set={a[len("--config."):]}' for a in ARGS
+          if a.startswith('--config.')]
+  env = env_with(2)
+  env['PATH'] = f'{pod / "bin"}:{env["PATH"]}'
+  return subprocess.run(
+      [sys.executable, '-m', 'experiments.launch', '--sweep=smoke',
+       '--only=module-reduced', '--config=configs/fashion_mnist.py',
+       '--config_args=runlocal,norm=lrn', *sets, '--set=total_steps=6',
+       '--tpu=inc', '--zone=z', '--accelerator=v4-16', '--root=gs://b/sweep',
+       f'--action={action}', '--dry_run=False', '--poll_s=2',
+       '--create_retry_s=0', f'--tarball={pod / "code.tar.gz"}', *extra],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _sweep_alive(pod):
+  pids = [int(p.read_text()) for p in
+          pod.glob('worker_*/inception_jax/logs/sweep-smoke.pid')]
+  return [pid for pid in pids if _alive(pid)]
+
+
+def _alive(pid):
+  try:
+    with open(f'/proc/{pid}/stat', encoding='utf-8') as f:
+      return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+  except OSError:
+    return False
+
+
+def test_launcher_stop_saves_every_member_and_watch_finishes_the_sweep(
+    uninterrupted, tmp_path):
+  """`--action=stop` on a running sweep: both trainers save one step and
+  stop, and so do both sweep loops; `--action=watch` then finds the slice
+  preempted, recreates it, and the sweep resumes from that checkpoint to the
+  uninterrupted run's final state."""
+  pod = _pod(tmp_path, ['PREEMPTED', 'READY'])
+  started = _launch(pod, 'setup,start')
+  assert started.returncode == 0, started.stdout + started.stderr
+  workdir = pod / 'bucket' / 'sweep' / 'module-reduced_seed-0'
+  try:
+    deadline = time.time() + 240
+    while not (workdir / 'checkpoints' / '2').exists():
+      assert time.time() < deadline, 'the sweep never saved step 2'
+      time.sleep(0.5)
+    stopped = _launch(pod, 'stop')
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    deadline = time.time() + 120
+    while _sweep_alive(pod):
+      assert time.time() < deadline, 'a sweep loop did not stop'
+      time.sleep(0.5)
+  finally:
+    for pid in _sweep_alive(pod):
+      os.killpg(pid, 9)
+  logs = [(pod / f'worker_{i}' / 'inception_jax' / 'logs' /
+           'sweep-smoke.log').read_text() for i in range(2)]
+  stops = [_stopped_at(log) for log in logs]
+  assert stops[0] == stops[1] and len(stops[0]) == 1, logs
+  stop = stops[0][0]
+  assert f'SIGTERM: saved a checkpoint at step {stop}' in logs[0]
+  assert all('rerun the sweep to resume it' in log for log in logs), logs
+  assert stop in saved_steps(str(workdir))
+  assert not (workdir / 'summary.json').exists()
+
+  watched = _launch(pod, 'watch', timeout=400)
+  assert watched.returncode == 0, watched.stdout + watched.stderr
+  assert 'watch: inc is PREEMPTED; recreation 1/10' in watched.stdout
+  assert 'every member of the sweep has finished (1)' in watched.stdout
+  log = (pod / 'worker_0' / 'inception_jax' / 'logs' /
+         'sweep-smoke.log').read_text()
+  assert f'Resuming from the checkpoint at step {stop}' in log
+  assert_trees_equal(params_at(workdir, 6), params_at(uninterrupted[0], 6))
