@@ -20,21 +20,23 @@ fails. Actions, in the order a sweep needs them:
            tarball, copies it to every worker, and installs Python 3.11 (the
            pinned numpy needs it; the VM image has 3.10) with
            requirements.txt and the matching `jax[tpu]` into a venv.
-  start    starts the sweep on every worker (`--worker=all`) under nohup,
-           logging to ~/inception_jax/logs/sweep-<sweep>.log: members run one
-           after another, each with `--config.multihost=True` and its workdir
-           under --root on GCS. A member is retried until its
-           `summary.json` exists (training writes it only at the very end),
-           so a member stopped by a crash or a SIGTERM resumes from its
-           checkpoint; members already finished are skipped. After a
-           preemption of the whole VM, `create,setup,start` again continues
-           where the sweep stopped.
+  start    starts `python -m experiments.run` (the same sweep loop as on one
+           machine) on every worker (`--worker=all`) under nohup, logging to
+           ~/inception_jax/logs/sweep-<sweep>.log: members run one after
+           another, each with `--config.multihost=True` and its workdir
+           under --root on GCS. A member is tried again (at most
+           --max_attempts times) until its `summary.json` exists (training
+           writes it only at the very end), so a member stopped by a SIGTERM
+           or a lost process resumes from its checkpoint; members already
+           finished are skipped. After a preemption of the whole VM,
+           `create,setup,start` again continues where the sweep stopped.
   status   the tail of worker 0's sweep log.
   logs     copies worker 0's sweep log here (--local_dir).
   results  copies the runs' metrics and configs (not the checkpoints) from
            GCS into --local_dir, for `python -m experiments.report`.
-  stop     SIGTERMs the sweep on every worker: training saves a checkpoint
-           and exits; `start` later resumes it.
+  stop     SIGTERMs the sweep on every worker: the trainers agree on one
+           step, save it and exit 0, and the loops stop; `start` later
+           resumes it.
   delete   deletes the TPU VM (or the queued resource with its VM).
   watch    (last) keeps the sweep going on preemptible capacity until every
            member has its `summary.json` under --root: every --poll_s it
@@ -231,132 +233,52 @@ def setup_steps(target: Target, *, local_tarball: str, remote: Remote,
   ]
 
 
-def sweep_script(members: Sequence[sweeps.Member], *, config: str, root: str,
-                 config_args: Optional[str] = None,
-                 sets: Optional[Mapping[str, str]] = None,
-                 python: str = '.venv/bin/python', max_attempts: int = 20,
-                 poll_s: int = 5, poll_count: int = 24,
-                 retry_sleep_s: int = 60, pid_dir: str = 'logs',
-                 libtpu_lockfile: str = '/tmp/libtpu_lockfile',
-                 kill_wait_s: int = 30) -> str:
-  """The bash script each worker runs: every member, retried until finished.
+def worker_command(*, sweep: str, config: str, root: str,
+                   config_args: Optional[str] = None,
+                   sets: Optional[Mapping[str, str]] = None,
+                   seeds: Optional[str] = None, only: Optional[str] = None,
+                   python: str = '.venv/bin/python',
+                   max_attempts: int = 20,
+                   finish_wait_s: int = 120) -> List[str]:
+  """What every worker runs: the sweep loop of `experiments.run`.
 
-  On a pod slice every worker runs this same script, and a member's
-  processes must all be in the same member at once. Only process 0 writes
-  `summary.json`, a moment after the others may have exited, so a worker
-  whose training exited 0 waits for the marker (up to poll_count x poll_s
-  seconds) before deciding that the member stopped early and needs another
-  attempt.
-
-  Before each attempt the loop clears what a crashed attempt leaves behind
-  (jax#10192): the previous trainer of that member if it still runs (its pid
-  is kept in `pid_dir`, checked to be an inception_jax trainer so a reused
-  pid is never hit), and any other live `inception_jax.main` of the same
-  `--workdir` (an earlier sweep's; SIGTERM, then SIGKILL after kill_wait_s),
-  and
-  `libtpu_lockfile` unless a live process holds it (fuser), which otherwise
-  makes the next start fail with "TPU in use".
+  On a pod slice every worker runs this same command, so a member's
+  processes are all in the same member at once; `multihost=True` makes each
+  trainer join the others through `jax.distributed`. A member is tried
+  again until it finishes (a SIGTERM save, a lost process), at most
+  `max_attempts` times.
   """
-  marker = run_lib.FINISHED_MARKER
-  lines = [
-      'set -u',
-      'failed=0',
-      f'finished() {{ gcloud storage ls "$1/{marker}" > /dev/null 2>&1; }}',
-      f'mkdir -p {shlex.quote(pid_dir)}',
-      'trainer_alive() { [ -n "$1" ] && kill -0 "$1" 2> /dev/null && '
-      'grep -q inception_jax "/proc/$1/cmdline" 2> /dev/null; }',
-      # Trainers of this member that no pid file names (an earlier sweep's,
-      # started by hand, or a pid file lost with a crashed loop): matched by
-      # whole arguments, so the loop's own `bash -c SCRIPT`, which holds
-      # the same words inside one argument, never matches.
-      'member_trainers() {',
-      '  local p a m w args',
-      '  for p in /proc/[0-9]*; do',
-      '    m=0; w=0',
-      '    mapfile -d "" args < "$p/cmdline" 2> /dev/null || continue',
-      '    for a in "${args[@]}"; do',
-      '      [ "$a" = inception_jax.main ] && m=1',
-      '      [ "$a" = "--workdir=$1" ] && w=1',
-      '    done',
-      '    [ $m = 1 ] && [ $w = 1 ] && echo "${p#/proc/}"',
-      '  done',
-      '  return 0',
-      '}',
-      'end_trainer() {',
-      '  local pid=$1 i',
-      '  echo "ending leftover trainer $pid"',
-      '  pkill -TERM -P "$pid" 2> /dev/null; kill -TERM "$pid" 2> /dev/null',
-      f'  for i in $(seq 1 {kill_wait_s}); do trainer_alive "$pid" || break; '
-      'sleep 1; done',
-      '  pkill -KILL -P "$pid" 2> /dev/null; kill -KILL "$pid" 2> /dev/null',
-      '}',
-      'clear_leftovers() {',
-      '  local pidfile=$1 workdir=$2 pid',
-      '  pid=$(cat "$pidfile" 2> /dev/null || true)',
-      '  if trainer_alive "$pid"; then end_trainer "$pid"; fi',
-      '  for pid in $(member_trainers "$workdir"); do',
-      '    trainer_alive "$pid" && end_trainer "$pid"',
-      '  done',
-      '  rm -f "$pidfile"',
-      f'  if [ -e {shlex.quote(libtpu_lockfile)} ]; then',
-      f'    if command -v fuser > /dev/null && fuser {shlex.quote(libtpu_lockfile)} '
-      '> /dev/null 2>&1; then',
-      f'      echo "{libtpu_lockfile} is held by a live process; left"',
-      '    else',
-      f'      rm -f {shlex.quote(libtpu_lockfile)} && '
-      f'echo "removed stale {libtpu_lockfile}"',
-      '    fi',
-      '  fi',
-      '}',
-      'run_member() {',
-      '  local workdir=$1 attempt i pid rc',
-      f'  local pidfile={shlex.quote(pid_dir)}/trainer-$(echo "$workdir" | '
-      'tr -c "a-zA-Z0-9_.\\n-" _).pid',
-      '  shift',
-      f'  for attempt in $(seq 1 {max_attempts}); do',
-      '    if finished "$workdir"; then',
-      '      echo "finished: $workdir"; return 0',
-      '    fi',
-      '    clear_leftovers "$pidfile" "$workdir"',
-      '    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) attempt $attempt: $workdir"',
-      '    "$@" & pid=$!',
-      '    echo "$pid" > "$pidfile"',
-      '    wait "$pid"; rc=$?',
-      '    if [ "$rc" -eq 0 ]; then',
-      f'      for i in $(seq 1 {poll_count}); do',
-      f'        finished "$workdir" && break; sleep {poll_s}',
-      '      done',
-      '    fi',
-      '    if finished "$workdir"; then',
-      '      echo "finished: $workdir"; return 0',
-      '    fi',
-      f'    sleep {retry_sleep_s}',
-      '  done',
-      f'  echo "gave up on $workdir after {max_attempts} attempts"',
-      '  failed=1',
-      '}',
-  ]
-  for member in members:
-    workdir = sweeps.join_path(root, member.dirname)
-    args = sweeps.train_args(config, member, workdir, config_args=config_args,
-                             sets=sets, extra_overrides={'multihost': True})
-    lines.append(shlex.join(['run_member', workdir, python, '-m',
-                             'inception_jax.main', *args]))
-  lines.append('echo "sweep done (failed=$failed)"')
-  lines.append('exit $failed')
-  return '\n'.join(lines) + '\n'
+  argv = [python, '-m', 'experiments.run', f'--sweep={sweep}',
+          f'--config={config}', f'--root={root}',
+          f'--retries={max_attempts - 1}', f'--finish_wait_s={finish_wait_s}',
+          '--set=multihost=True']
+  if config_args:
+    argv.append(f'--config_args={config_args}')
+  for key, value in (sets or {}).items():
+    argv.append(f'--set={key}={value}')
+  if seeds:
+    argv.append(f'--seeds={seeds}')
+  if only:
+    argv.append(f'--only={only}')
+  return argv
 
 
-def start_steps(target: Target, script: str, *, sweep: str,
-                remote: Remote) -> List[Step]:
+def start_steps(target: Target, worker: Sequence[str], *, sweep: str,
+                remote: Remote,
+                libtpu_lockfile: str = '/tmp/libtpu_lockfile') -> List[Step]:
   log, pid = shlex.quote(remote.log(sweep)), shlex.quote(remote.pid(sweep))
+  lockfile = shlex.quote(libtpu_lockfile)
   # setsid puts the loop and its training processes in one process group, so
-  # `stop` reaches all of them; the redirections let ssh return at once.
+  # `stop` reaches all of them; the redirections let ssh return at once. A
+  # TPU lock file that no live process holds is what a crashed trainer
+  # leaves behind (jax#10192); the next start would fail with "TPU in use".
   command = (
       f'cd {shlex.quote(remote.code_dir)} && mkdir -p logs && '
       f'if [ -f {pid} ] && kill -0 "$(cat {pid})" 2> /dev/null; then '
       f'echo "sweep {sweep} is already running"; exit 1; fi && '
-      f'{{ setsid nohup bash -c {shlex.quote(script)} > {log} 2>&1 '
+      f'if [ -e {lockfile} ] && ! fuser {lockfile} > /dev/null 2>&1; then '
+      f'rm -f {lockfile}; fi && '
+      f'{{ setsid nohup {shlex.join(worker)} > {log} 2>&1 '
       f'< /dev/null & echo $! > {pid}; }}')
   return [Step('start', f'start sweep {sweep} on every worker',
                _ssh(target, command))]
@@ -390,6 +312,9 @@ def results_steps(root: str, local_dir: str) -> List[Step]:
 
 
 def stop_steps(target: Target, *, sweep: str, remote: Remote) -> List[Step]:
+  """SIGTERM to the sweep's process group on every worker: each trainer's
+  JAX preemption handler agrees with the others on one step, all save it
+  and exit 0; each sweep loop stops after that member."""
   pid = shlex.quote(f'{remote.code_dir}/{remote.pid(sweep)}')
   return [Step('stop', 'SIGTERM the sweep on every worker', _ssh(
       target, f'kill -TERM -- -"$(cat {pid})"'))]
@@ -408,6 +333,7 @@ def plan(actions: Sequence[str], *, target: Target,
          members: Sequence[sweeps.Member], sweep: str, config: str, root: str,
          config_args: Optional[str] = None,
          sets: Optional[Mapping[str, str]] = None,
+         seeds: Optional[str] = None, only: Optional[str] = None,
          remote: Remote = Remote(), local_tarball: Optional[str] = None,
          local_dir: Optional[str] = None, repo_dir: str = REPO_DIR,
          max_attempts: int = 20) -> List[Step]:
@@ -439,10 +365,11 @@ def plan(actions: Sequence[str], *, target: Target,
           repo_dir=repo_dir,
           jax_pin=jax_version(os.path.join(repo_dir, 'requirements.txt')))
     elif action == 'start':
-      script = sweep_script(members, config=config, root=root,
-                            config_args=config_args, sets=sets,
-                            python=remote.python, max_attempts=max_attempts)
-      steps += start_steps(target, script, sweep=sweep, remote=remote)
+      worker = worker_command(
+          sweep=sweep, config=config, root=root, config_args=config_args,
+          sets=sets, seeds=seeds, only=only, python=remote.python,
+          max_attempts=max_attempts)
+      steps += start_steps(target, worker, sweep=sweep, remote=remote)
     elif action == 'status':
       steps += status_steps(target, sweep=sweep, remote=remote)
     elif action == 'logs':
@@ -686,6 +613,7 @@ def main(argv, runner: Runner = subprocess_runner,
       target=target, members=members,
       sweep=FLAGS.sweep, config=FLAGS.config, root=FLAGS.root,
       config_args=FLAGS.config_args, sets=sweeps.parse_sets(FLAGS.set),
+      seeds=FLAGS.seeds, only=FLAGS.only,
       remote=Remote(code_dir=FLAGS.remote_dir,
                     python_version=FLAGS.python_version),
       local_tarball=FLAGS.tarball, local_dir=FLAGS.local_dir,

@@ -13,6 +13,18 @@ member is started, and one that was interrupted resumes from its newest
 checkpoint. A failing member is reported and the sweep goes on; the exit
 status is non-zero if any member failed, so a second invocation of the same
 command finishes exactly what is missing.
+
+An attempt that stops early without an error in the input is tried again,
+up to --retries times: one that exits 0 without `summary.json` (a SIGTERM
+saved and stopped it), one whose run lost another process (exit status 3),
+one killed by a signal. On a pod slice every host runs this same command
+(the Cloud TPU launcher starts it), so every host is in the same member at
+once; only process 0 writes `summary.json`, so the others wait up to
+--finish_wait_s for it before they call a member unfinished.
+
+SIGTERM (the launcher's `--action=stop`, a preemption notice) reaches the
+training process too, which saves and exits; the sweep then stops after that
+member instead of starting the next one.
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -33,6 +46,9 @@ from experiments import sweeps
 # Written by training only after the last step's checkpoint and evaluation,
 # never after a SIGTERM save: its presence means "finished".
 FINISHED_MARKER = 'summary.json'
+# The trainer's exit status when another process of its run was lost
+# (inception_jax.main.PEER_LOST_STATUS).
+PEER_LOST_STATUS = 3
 
 Runner = Callable[[List[str]], int]
 
@@ -83,6 +99,8 @@ def run_sweep(members: Sequence[sweeps.Member], *, config: str, root: str,
               config_args: Optional[str] = None,
               sets: Optional[Mapping[str, str]] = None,
               retries: int = 0, dry_run: bool = False,
+              finish_wait_s: float = 0.0,
+              stop_requested: Callable[[], bool] = lambda: False,
               log: Callable[[str], None] = print) -> List[Outcome]:
   """Runs the unfinished members; returns one Outcome per member.
 
@@ -94,14 +112,22 @@ def run_sweep(members: Sequence[sweeps.Member], *, config: str, root: str,
     python: the interpreter for the training processes.
     config_args: config args for every member.
     sets: --config.<key>=<value> overrides for every member.
-    retries: extra attempts for a member that exits 0 without finishing (a
-      SIGTERM makes training save and exit 0); failures are not retried,
-      since an error in the config would only repeat.
+    retries: extra attempts for a member that stopped early without an error
+      in its input (`interrupted`); other failures are not retried, since an
+      error in the config would only repeat.
     dry_run: print the commands, run nothing.
+    finish_wait_s: how long a process other than 0 of a multi-process run
+      waits for process 0's summary.json after its trainer exited 0.
+    stop_requested: polled after each attempt; True stops the sweep there
+      (SIGTERM).
     log: where progress lines go.
   """
   outcomes = []
   for i, member in enumerate(members):
+    if stop_requested():
+      log(f'Stopped (SIGTERM) before {member.name}; rerun the same command '
+          'to go on.')
+      break
     workdir = sweeps.join_path(root, member.dirname)
     command = member_command(member, config=config, root=root, python=python,
                              config_args=config_args, sets=sets)
@@ -124,13 +150,10 @@ def run_sweep(members: Sequence[sweeps.Member], *, config: str, root: str,
       log(f'{prefix}: {verb}' + (f' (attempt {attempt + 1})' if attempt
                                  else '') + f'\n  {shlex.join(command)}')
       returncode = runner(command)
-      if returncode != 0:
-        outcome = Outcome(member, 'failed', returncode)
+      outcome = Outcome(member, _attempt_status(returncode, workdir,
+                                                finish_wait_s), returncode)
+      if outcome.status != 'unfinished' or stop_requested():
         break
-      if is_finished(workdir):
-        outcome = Outcome(member, 'finished', returncode)
-        break
-      outcome = Outcome(member, 'unfinished', returncode)
     outcome.seconds = time.time() - start
     if outcome.status == 'failed':
       log(f'{prefix}: FAILED with exit status {outcome.returncode}; '
@@ -142,6 +165,38 @@ def run_sweep(members: Sequence[sweeps.Member], *, config: str, root: str,
       log(f'{prefix}: finished in {outcome.seconds:.0f}s')
     outcomes.append(outcome)
   return outcomes
+
+
+def _attempt_status(returncode: int, workdir: str,
+                    finish_wait_s: float) -> str:
+  """'finished', 'unfinished' (stopped early: worth another attempt) or
+  'failed'."""
+  interrupted = returncode in (0, PEER_LOST_STATUS) or returncode < 0
+  if not interrupted:
+    return 'failed'
+  deadline = time.time() + (finish_wait_s if returncode == 0 else 0)
+  while not is_finished(workdir) and time.time() < deadline:
+    time.sleep(1)
+  return 'finished' if is_finished(workdir) else 'unfinished'
+
+
+class StopOnSigterm:
+  """SIGTERM sets a flag (the training process gets its own SIGTERM and
+  saves); the sweep reads it after the running member has stopped."""
+
+  def __init__(self):
+    self.received = False
+
+  def __enter__(self):
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.received = True
+
+  def __exit__(self, *exc):
+    signal.signal(signal.SIGTERM, self._previous)
 
 
 def format_outcomes(outcomes: Sequence[Outcome]) -> str:
@@ -196,14 +251,17 @@ def main(argv) -> int:
     raise ValueError('give config args with --config_args, not after ":" '
                      'in --config (members add their own).')
   members = selected_members()
-  outcomes = run_sweep(
-      members, config=FLAGS.config, root=FLAGS.root,
-      python=FLAGS.python, config_args=FLAGS.config_args,
-      sets=sweeps.parse_sets(FLAGS.set), retries=FLAGS.retries,
-      dry_run=FLAGS.dry_run)
+  with StopOnSigterm() as sigterm:
+    outcomes = run_sweep(
+        members, config=FLAGS.config, root=FLAGS.root,
+        python=FLAGS.python, config_args=FLAGS.config_args,
+        sets=sweeps.parse_sets(FLAGS.set), retries=FLAGS.retries,
+        dry_run=FLAGS.dry_run, finish_wait_s=FLAGS.finish_wait_s,
+        stop_requested=lambda: sigterm.received,
+        log=lambda line: print(line, flush=True))
   if not FLAGS.dry_run:
-    print(format_outcomes(outcomes))
-  return 0 if sweep_ok(outcomes) else 1
+    print(format_outcomes(outcomes), flush=True)
+  return 0 if sweep_ok(outcomes) and len(outcomes) == len(members) else 1
 
 
 def define_flags() -> None:
@@ -213,7 +271,11 @@ def define_flags() -> None:
                       'Interpreter for the training processes.')
   flags.DEFINE_integer('retries', 1,
                        'Extra attempts for a member that stops early without '
-                       'an error (a SIGTERM); errors are never retried.')
+                       'an error in its input (a SIGTERM, a lost process); '
+                       'errors are never retried.')
+  flags.DEFINE_float('finish_wait_s', 0.0,
+                     'Seconds a process other than 0 of a multi-process run '
+                     'waits for summary.json after its trainer exited 0.')
 
 
 if __name__ == '__main__':

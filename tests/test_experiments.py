@@ -14,6 +14,7 @@ import shlex
 import stat
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -127,14 +128,14 @@ def test_run_skips_finished_resumes_unfinished_and_survives_failures(tmp_path):
   done, partial, failing, preempted = (m.dirname for m in members)
   _write(os.path.join(root, done, 'summary.json'), '{}')
   _write(os.path.join(root, partial, 'metrics.jsonl'), '{"step": 5}\n')
-  trainer = FakeTrainer({failing: [3], preempted: ['preempt', 'finish']})
+  trainer = FakeTrainer({failing: [2], preempted: ['preempt', 'finish']})
   lines = []
   outcomes = run_lib.run_sweep(members, config='configs/fashion_mnist.py',
                                root=root, runner=trainer, python='PY',
                                retries=1, log=lines.append)
   assert [o.status for o in outcomes] == ['skipped', 'finished', 'failed',
                                           'finished']
-  assert outcomes[2].returncode == 3
+  assert outcomes[2].returncode == 2
   assert trainer.calls == [partial, failing, preempted, preempted]
   assert any('resuming' in l and partial in l for l in lines)
   assert not run_lib.sweep_ok(outcomes)
@@ -147,6 +148,51 @@ def test_run_without_retries_leaves_a_preempted_member_unfinished(tmp_path):
                                runner=trainer, retries=0, log=lambda s: None)
   assert [o.status for o in outcomes] == ['unfinished', 'finished']
   assert not run_lib.sweep_ok(outcomes)
+
+
+def test_run_retries_what_stopped_early_and_stops_on_request(tmp_path):
+  """A lost process (exit 3) or a killed trainer (a signal) is interrupted,
+  not failed; a SIGTERM to the sweep stops it after the running member."""
+  members = sweeps.get_sweep('ablation', seeds=[0])
+  lost, killed = members[0].dirname, members[1].dirname
+  trainer = FakeTrainer({lost: [3, 'finish'], killed: [-9, -6, 'finish']})
+  outcomes = run_lib.run_sweep(members[:2], config='c.py', root=str(tmp_path),
+                               runner=trainer, retries=2, log=lambda s: None)
+  assert [o.status for o in outcomes] == ['finished', 'finished']
+  assert trainer.calls == [lost, lost, killed, killed, killed]
+
+  stop = []
+  trainer = FakeTrainer({members[2].dirname: ['preempt', 'finish']})
+
+  def runner(command):
+    stop.append(True)  # SIGTERM arrives while the member runs
+    return trainer(command)
+
+  lines = []
+  outcomes = run_lib.run_sweep(members[2:], config='c.py', root=str(tmp_path),
+                               runner=runner, retries=3, log=lines.append,
+                               stop_requested=lambda: bool(stop))
+  # The member saved and stopped; it is not tried again, nor is the next.
+  assert [o.status for o in outcomes] == ['unfinished']
+  assert trainer.calls == [members[2].dirname]
+  assert any('Stopped (SIGTERM) before' in l for l in lines)
+
+
+def test_run_waits_for_process_0s_summary_after_a_clean_exit(tmp_path):
+  member = sweeps.get_sweep('smoke')[0]
+  workdir = tmp_path / member.dirname
+
+  def runner(command):
+    del command
+    # Process 0 writes summary.json a moment after this process exited.
+    threading.Timer(1.0, lambda: _write(str(workdir / 'summary.json'),
+                                        '{}')).start()
+    return 0
+
+  outcomes = run_lib.run_sweep([member], config='c.py', root=str(tmp_path),
+                               runner=runner, finish_wait_s=30,
+                               log=lambda s: None)
+  assert [o.status for o in outcomes] == ['finished']
 
 
 def test_run_command_line_with_a_fake_interpreter(tmp_path):
@@ -254,34 +300,34 @@ def test_setup_copies_the_code_to_every_worker_and_installs():
   assert '-r requirements.txt' in command and '--python 3.11' in command
 
 
-def test_start_runs_every_member_multihost_on_gcs_on_all_workers():
+def test_start_runs_the_sweep_loop_multihost_on_gcs_on_all_workers():
   (start,) = _plan(['start'], config_args='runlocal',
                    sets={'data.data_dir': 'gs://bucket/tfds dir'})
   assert start.argv[:7] == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'ssh',
                             'inc', '--worker=all']
   assert start.argv[-1] == '--zone=us-central2-b'
   remote = start.argv[7][len('--command='):]
-  assert 'setsid nohup bash -c' in remote
   assert '> logs/sweep-ablation.log 2>&1 < /dev/null &' in remote
-  # The script is the one shell word after `bash -c`.
+  # Every worker runs experiments.run: the one sweep loop.
   words = shlex.split(remote)
-  script = words[words.index('-c') + 1]
-  member_lines = [shlex.split(l) for l in script.splitlines()
-                  if l.startswith('run_member ')]
-  assert len(member_lines) == 8
-  first = member_lines[0]
-  assert first == [
-      'run_member',
-      'gs://bucket/sweeps/ablation/module-reduced_aux-True_seed-0',
-      '.venv/bin/python', '-m', 'inception_jax.main',
-      '--config=configs/imagenet.py:runlocal,module=reduced,aux=True',
-      '--config.seed=0', '--config.data.data_dir=gs://bucket/tfds dir',
-      '--config.multihost=True',
-      '--workdir=gs://bucket/sweeps/ablation/module-reduced_aux-True_seed-0']
-  for words in member_lines:
-    assert '--config.multihost=True' in words
-    assert words[-1] == '--workdir=' + words[1]
-    assert words[1].startswith('gs://bucket/sweeps/ablation/')
+  start = words.index('nohup') + 1
+  worker = words[start:words.index('>', start)]
+  assert worker == [
+      '.venv/bin/python', '-m', 'experiments.run', '--sweep=ablation',
+      '--config=configs/imagenet.py', '--root=gs://bucket/sweeps/ablation',
+      '--retries=19', '--finish_wait_s=120', '--set=multihost=True',
+      '--config_args=runlocal', '--set=data.data_dir=gs://bucket/tfds dir']
+  # The loop's members, as that command line selects them: each one a
+  # multi-host trainer writing under the root.
+  command = run_lib.member_command(
+      sweeps.get_sweep('ablation')[0], config='configs/imagenet.py',
+      root='gs://bucket/sweeps/ablation', python='.venv/bin/python',
+      config_args='runlocal',
+      sets=sweeps.parse_sets(['multihost=True',
+                              'data.data_dir=gs://bucket/tfds dir']))
+  assert '--config.multihost=True' in command
+  assert command[-1] == ('--workdir=gs://bucket/sweeps/ablation/'
+                         'module-reduced_aux-True_seed-0')
 
 
 def test_printed_plan_is_the_exact_argv(tmp_path):
@@ -333,44 +379,6 @@ def test_launch_command_line_dry_run_prints_and_runs_nothing():
       '--version=v2-alpha-tpuv5-lite --spot --zone=us-central2-b',
       '# delete: delete the TPU (billing stops)',
       'gcloud compute tpus tpu-vm delete inc --quiet --zone=us-central2-b']
-
-
-def test_sweep_script_retries_until_finished_and_skips_finished(tmp_path):
-  """Runs the generated worker script with stub gcloud and training."""
-  bucket = tmp_path / 'bucket'
-  bin_dir = tmp_path / 'bin'
-  bin_dir.mkdir()
-  gcloud = bin_dir / 'gcloud'
-  # `gcloud storage ls gs://b/...` looks in the local "bucket".
-  gcloud.write_text(
-      '#!/bin/bash\n'
-      f'[ "$1 $2" = "storage ls" ] && test -e "{bucket}/${{3#gs://b/}}"\n')
-  trainer = bin_dir / 'train'
-  # Preempted (exit 0, no summary) on the first attempt, finished on the next.
-  trainer.write_text(
-      '#!/bin/bash\n'
-      'for a in "$@"; do case "$a" in --workdir=*) w="${a#--workdir=gs://b/}";;'
-      ' esac; done\n'
-      f'd="{bucket}/$w"; mkdir -p "$d"; echo "$@" >> "{tmp_path}/calls.txt"\n'
-      'if [ -e "$d/attempted" ]; then echo {} > "$d/summary.json"; fi\n'
-      'touch "$d/attempted"\n')
-  for path in (gcloud, trainer):
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-  members = sweeps.get_sweep('smoke')
-  (bucket / 'sweep' / members[1].dirname).mkdir(parents=True)
-  (bucket / 'sweep' / members[1].dirname / 'summary.json').write_text('{}')
-  script = launch.sweep_script(members, config='configs/imagenet.py',
-                               root='gs://b/sweep', python=str(trainer),
-                               max_attempts=3, poll_s=0, poll_count=1,
-                               retry_sleep_s=0)
-  env = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}')
-  result = subprocess.run(['bash', '-c', script], env=env, capture_output=True,
-                          text=True, timeout=30, cwd=tmp_path)
-  assert result.returncode == 0, result.stdout + result.stderr
-  calls = (tmp_path / 'calls.txt').read_text().splitlines()
-  assert len(calls) == 2 and all('module=reduced' in c for c in calls)
-  assert all('--config.multihost=True' in c for c in calls)
-  assert f'finished: gs://b/sweep/{members[1].dirname}' in result.stdout
 
 
 # --- Report -------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The launcher on preemptible TPUs: `--action=watch` against a fake gcloud,
-and the worker loop ending leftover trainers that no pid file names.
+"""The launcher on preemptible TPUs: `--action=watch` against a fake gcloud.
+(Its stop and watch with real trainers on a fake pod of two local workers:
+tests/test_multiprocess.py.)
 
 The fake gcloud (first on PATH) answers from a scripted list of replies per
 kind of command, in order, and records every call; nothing reaches the
@@ -8,13 +9,11 @@ network.
 
 import json
 import os
-import re
 import stat
 import subprocess
 import sys
 import textwrap
 
-from experiments import launch
 from experiments import sweeps
 from tests.helpers import REPO
 
@@ -115,7 +114,7 @@ def test_watch_recreates_a_preempted_tpu_until_every_member_finished(
   assert argvs[0] == ['storage', 'ls', f'{ROOT}/*/summary.json']
   assert '--spot' in argvs[5] and '--spot' in argvs[6]
   start = next(a for a in argvs[9] if a.startswith("--command="))
-  assert 'run_member' in start and first.dirname in start
+  assert 'experiments.run' in start and '--sweep=smoke' in start
   out = result.stdout
   assert ('watch: inc is PREEMPTED; recreation 1/10: delete, create, setup, '
           'start (2 member(s) unfinished)') in out
@@ -195,100 +194,3 @@ def test_watch_dry_run_prints_what_it_would_poll(tmp_path):
   assert bad.stderr.strip().splitlines()[-1] == (
       'error: --action=watch must come last (it runs until every member has '
       'finished).')
-
-
-def _fake_gcloud_and_trainer(tmp_path):
-  """bin/gcloud (reports the member finished once bin/train has run) and
-  bin/train; returns the bin directory and the trainer."""
-  bin_dir = tmp_path / 'bin'
-  bin_dir.mkdir()
-  gcloud = bin_dir / 'gcloud'
-  gcloud.write_text(f'#!/bin/bash\ntest -e "{tmp_path}/done"\n')
-  trainer = bin_dir / 'train'
-  trainer.write_text(f'#!/bin/bash\ntouch "{tmp_path}/done"\n')
-  for path in (gcloud, trainer):
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-  return bin_dir, trainer
-
-
-def test_sweep_script_clears_leftover_trainers_and_stale_tpu_lock(tmp_path):
-  """A crashed attempt's trainer still running and /tmp/libtpu_lockfile left
-  behind (jax#10192) are cleared before the next start."""
-  bin_dir, trainer = _fake_gcloud_and_trainer(tmp_path)
-  members = sweeps.get_sweep('smoke')[:1]
-  workdir = f'gs://b/sweep/{members[0].dirname}'
-  pid_dir = tmp_path / 'logs'
-  pid_dir.mkdir()
-  # The previous sweep's trainer of this member, hung, and an unrelated
-  # process whose pid a stale pid file names: only the first is ended.
-  leftover = subprocess.Popen(
-      ['bash', '-c', 'exec -a "python -m inception_jax.main" sleep 300'])
-  bystander = subprocess.Popen(['sleep', '300'])
-  try:
-    pidfile = pid_dir / (re.sub(r'[^a-zA-Z0-9_.-]', '_', workdir) + '.pid')
-    pidfile = pid_dir / ('trainer-' + pidfile.name)
-    pidfile.write_text(f'{leftover.pid}\n')
-    lockfile = tmp_path / 'libtpu_lockfile'
-    lockfile.write_text('')
-    script = launch.sweep_script(
-        members, config='configs/imagenet.py', root='gs://b/sweep',
-        python=str(trainer), max_attempts=2, poll_s=0, poll_count=1,
-        retry_sleep_s=0, pid_dir=str(pid_dir), libtpu_lockfile=str(lockfile),
-        kill_wait_s=5)
-    env = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}')
-    result = subprocess.run(['bash', '-c', script], env=env,
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f'ending leftover trainer {leftover.pid}' in result.stdout
-    assert leftover.wait(timeout=10) != 0
-    assert f'removed stale {lockfile}' in result.stdout
-    assert not lockfile.exists()
-    assert f'finished: {workdir}' in result.stdout
-
-    # A stale pid file naming a process that is not a trainer: left alone.
-    (tmp_path / 'done').unlink()
-    pidfile.write_text(f'{bystander.pid}\n')
-    result = subprocess.run(['bash', '-c', script], env=env,
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert 'ending leftover' not in result.stdout
-    assert bystander.poll() is None
-  finally:
-    for proc in (leftover, bystander):
-      if proc.poll() is None:
-        proc.kill()
-      proc.wait()
-
-
-def test_sweep_script_ends_a_trainer_of_the_member_that_no_pid_file_names(
-    tmp_path):
-  """An earlier sweep's trainer of the same workdir, still running, is ended
-  before the next start; one of another workdir is left alone."""
-  bin_dir, trainer = _fake_gcloud_and_trainer(tmp_path)
-  members = sweeps.get_sweep('smoke')[:1]
-  workdir = f'{ROOT}/{members[0].dirname}'
-  sleeper = 'import time; time.sleep(300)'
-  leftover = subprocess.Popen([sys.executable, '-c', sleeper, '-m',
-                               'inception_jax.main', f'--workdir={workdir}'])
-  other = subprocess.Popen([sys.executable, '-c', sleeper, '-m',
-                            'inception_jax.main', f'--workdir={workdir}-x'])
-  try:
-    script = launch.sweep_script(
-        members, config='configs/imagenet.py', root=ROOT,
-        python=str(trainer), max_attempts=2, poll_s=0, poll_count=1,
-        retry_sleep_s=0, pid_dir=str(tmp_path / 'logs'),
-        libtpu_lockfile=str(tmp_path / 'libtpu_lockfile'), kill_wait_s=5)
-    env = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}')
-    result = subprocess.run(['bash', '-c', script], env=env,
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f'ending leftover trainer {leftover.pid}' in result.stdout
-    assert result.stdout.count('ending leftover trainer') == 1
-    assert leftover.wait(timeout=10) != 0
-    assert other.poll() is None
-    assert f'finished: {workdir}' in result.stdout
-  finally:
-    for proc in (leftover, other):
-      if proc.poll() is None:
-        proc.kill()
-      proc.wait()
