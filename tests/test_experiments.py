@@ -18,9 +18,14 @@ import sys
 import pytest
 
 from experiments import launch
-from experiments import report
 from experiments import run as run_lib
 from experiments import sweeps
+from experiments.report import build as report_build
+from experiments.report import grouping
+from experiments.report import model_counts
+from experiments.report import plots
+from experiments.report import run_dirs
+from experiments.report import stats
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -431,7 +436,7 @@ def test_report_values_over_seeds_best_and_final(tmp_path):
   # Not a run yet: only a checkpoints folder.
   os.makedirs(os.path.join(root, 'module-naive_seed-1', 'checkpoints'))
 
-  result = report.write_report(root, summarize_fn=_fake_summarize)
+  result = report_build.write_report(root, summarize_fn=_fake_summarize)
   rows = {r['variant']: r for r in result.variant_rows}
   assert set(rows) == {'module=reduced', 'module=naive',
                        'unknown (module-naive_seed-1)'}
@@ -491,19 +496,19 @@ def test_report_reads_old_configs_in_todays_keys(tmp_path):
   new['data']['cache_decoded'] = 'auto'
   _run_dir(root, 'module-reduced_seed-0', _config(seed=0), [(20, 0.7, 0.9)])
   _run_dir(root, 'module-reduced_seed-1', new, [(20, 0.8, 0.9)])
-  result = report.write_report(root, summarize_fn=None)
+  result = report_build.write_report(root, summarize_fn=None)
   [row] = result.variant_rows
   assert row['runs'] == 2 and 'cache_decoded' not in row['variant']
 
 
 def test_report_of_an_empty_or_partial_root_does_not_crash(tmp_path):
-  result = report.write_report(str(tmp_path), summarize_fn=None)
+  result = report_build.write_report(str(tmp_path), summarize_fn=None)
   assert result.variant_rows == []
   for name in ('report.md', 'report.csv', 'eval_top1_vs_step.png',
                'eval_top1_vs_time.png'):
     assert os.path.exists(tmp_path / name)
   _run_dir(str(tmp_path), 'broken', None, [], speeds=(), finished=False)
-  result = report.write_report(str(tmp_path), summarize_fn=_fake_summarize)
+  result = report_build.write_report(str(tmp_path), summarize_fn=_fake_summarize)
   assert result.run_rows[0]['status'] == 'no metrics yet'
 
 
@@ -511,9 +516,9 @@ def test_report_counts_come_from_the_model_summary():
   from inception_jax import summary  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
   from inception_jax.models import googlenet
-  kwargs = report.model_kwargs(_config(module='reduced', aux=True))
+  kwargs = model_counts.model_kwargs(_config(module='reduced', aux=True))
   assert kwargs['num_classes'] == 10 and kwargs['dtype'] == 'float32'
-  counts = report.summarize_model(kwargs, 32)
+  counts = model_counts.summarize_model(kwargs, 32)
   direct = summary.summarize(googlenet.create_model(**kwargs), 32)
   assert counts == {'params': direct.total_params_no_aux,
                     'params_with_aux': direct.total_params,
@@ -525,8 +530,8 @@ def test_curves_average_over_the_seeds_that_reached_each_step(tmp_path):
   root = str(tmp_path)
   _run_dir(root, 's0', _config(seed=0), [(20, 0.5, 0.9), (40, 0.7, 0.9)])
   _run_dir(root, 's1', _config(seed=1), [(20, 0.7, 0.9)], finished=False)
-  (variant,) = report.group_variants(report.find_runs(root))
-  steps, mean, lo, hi, times = report.variant_curve(variant, use_wall=False)
+  (variant,) = grouping.group_variants(run_dirs.find_runs(root))
+  steps, mean, lo, hi, times = plots.variant_curve(variant, use_wall=False)
   assert steps == [20, 40]
   assert mean == pytest.approx([0.6, 0.7])
   assert (lo, hi) == (pytest.approx([0.5, 0.7]), pytest.approx([0.7, 0.7]))
@@ -534,30 +539,30 @@ def test_curves_average_over_the_seeds_that_reached_each_step(tmp_path):
 
 
 def test_t_quantiles_and_intervals():
-  assert report.t95(1) == pytest.approx(12.706)
-  assert report.t95(2) == pytest.approx(4.303)
-  assert report.t95(40) == pytest.approx(2.021, abs=0.002)
-  assert report.t95(1e9) == pytest.approx(1.960, abs=1e-3)
-  agg = report.aggregate([0.90, 0.92, 0.94])
+  assert stats.t95(1) == pytest.approx(12.706)
+  assert stats.t95(2) == pytest.approx(4.303)
+  assert stats.t95(40) == pytest.approx(2.021, abs=0.002)
+  assert stats.t95(1e9) == pytest.approx(1.960, abs=1e-3)
+  agg = stats.aggregate([0.90, 0.92, 0.94])
   assert agg['ci95'] == pytest.approx(4.303 * 0.02 / math.sqrt(3))
-  assert report.aggregate([0.9])['ci95'] is None
+  assert stats.aggregate([0.9])['ci95'] is None
 
 
 def test_differences_are_paired_by_seed_or_welch():
   a = {0: 0.900, 1: 0.910, 2: 0.920}
   b = {0: 0.905, 1: 0.916, 2: 0.924}  # +0.5 points each seed, +/- 0.1
-  paired = report.difference(a, b)
+  paired = stats.difference(a, b)
   assert paired['method'] == 'paired by seed' and paired['n'] == 3
   assert paired['mean'] == pytest.approx(0.005)
   d = [0.005, 0.006, 0.004]
   assert paired['ci95'] == pytest.approx(
       4.303 * statistics.stdev(d) / math.sqrt(3))
-  assert report.verdict(paired) == 'the interval excludes 0'
+  assert stats.verdict(paired) == 'the interval excludes 0'
   # The same values on other seeds: unpaired, the seed spread dominates.
-  welch = report.difference(a, {10 + k: v for k, v in b.items()})
+  welch = stats.difference(a, {10 + k: v for k, v in b.items()})
   assert welch['method'] == 'Welch' and welch['ci95'] > 0.01
-  assert report.verdict(welch).startswith('within the seeds')
-  one = report.difference({0: 0.9}, {1: 0.8})
+  assert stats.verdict(welch).startswith('within the seeds')
+  one = stats.difference({0: 0.9}, {1: 0.8})
   assert one['ci95'] is None and one['mean'] == pytest.approx(-0.1)
 
 
@@ -574,7 +579,7 @@ def test_one_switch_differences_of_a_two_by_two_sweep(tmp_path):
       _run_dir(root, f'module-{module}_aux-{aux}_seed-{seed}',
                _config(module=module, aux=aux, seed=seed),
                [(20, 0.5, 0.9), (40, top1, 0.99)])
-  result = report.write_report(root, summarize_fn=None)
+  result = report_build.write_report(root, summarize_fn=None)
   rows = {(d['switch'], d['held']): d for d in result.switches}
   assert set(rows) == {('aux', 'module=reduced'), ('aux', 'module=naive'),
                        ('module', 'aux=True'), ('module', 'aux=False')}
