@@ -14,6 +14,7 @@ import shlex
 import stat
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -413,6 +414,14 @@ def _run_dir(root, name, config, evals, *, raw=None, speeds=(100.0,),
   return d
 
 
+# Two-sided 95% quantiles of Student's t in closed form, so the intervals are
+# checked independently of scipy: with 1 degree of freedom t is Cauchy,
+# F^-1(p) = tan(pi (p - 1/2)); with 2, F^-1(p) = (2p - 1) / sqrt(2p (1 - p)).
+# Printed tables round them to 12.706 and 4.303.
+T95_1DF = math.tan(0.475 * math.pi)
+T95_2DF = 0.95 / math.sqrt(2 * 0.975 * 0.025)
+
+
 def _fake_summarize(kwargs, size):
   base = 1000 if kwargs['module'] == 'reduced' else 9000
   return {'params': base, 'params_with_aux': base + (100 if kwargs['aux']
@@ -464,7 +473,7 @@ def test_report_values_over_seeds_best_and_final(tmp_path):
   md = open(os.path.join(root, 'report.md')).read()
   # Two seeds: the 95% interval uses t(1 df) = 12.706; it is wide, and
   # the table says so rather than hide it behind min-max.
-  half = lambda a, b: 100 * 12.706 * abs(a - b) / math.sqrt(2) / math.sqrt(2)
+  half = lambda a, b: 100 * T95_1DF * abs(a - b) / math.sqrt(2) / math.sqrt(2)
   assert ('| module=reduced | 2 (2) | 32x32 | 1K | 1.1K | 32K | 224K | '
           f'85.00 ± {half(0.8, 0.9):.2f} | 98.00 ± {half(0.97, 0.99):.2f} | '
           f'82.00 ± {half(0.78, 0.86):.2f}') in md
@@ -539,12 +548,12 @@ def test_curves_average_over_the_seeds_that_reached_each_step(tmp_path):
 
 
 def test_t_quantiles_and_intervals():
-  assert stats.t95(1) == pytest.approx(12.706)
-  assert stats.t95(2) == pytest.approx(4.303)
+  assert stats.t95(1) == pytest.approx(T95_1DF)
+  assert stats.t95(2) == pytest.approx(T95_2DF)
   assert stats.t95(40) == pytest.approx(2.021, abs=0.002)
   assert stats.t95(1e9) == pytest.approx(1.960, abs=1e-3)
   agg = stats.aggregate([0.90, 0.92, 0.94])
-  assert agg['ci95'] == pytest.approx(4.303 * 0.02 / math.sqrt(3))
+  assert agg['ci95'] == pytest.approx(T95_2DF * 0.02 / math.sqrt(3))
   assert stats.aggregate([0.9])['ci95'] is None
 
 
@@ -556,7 +565,7 @@ def test_differences_are_paired_by_seed_or_welch():
   assert paired['mean'] == pytest.approx(0.005)
   d = [0.005, 0.006, 0.004]
   assert paired['ci95'] == pytest.approx(
-      4.303 * statistics.stdev(d) / math.sqrt(3))
+      T95_2DF * statistics.stdev(d) / math.sqrt(3))
   assert stats.verdict(paired) == 'the interval excludes 0'
   # The same values on other seeds: unpaired, the seed spread dominates.
   welch = stats.difference(a, {10 + k: v for k, v in b.items()})
@@ -564,6 +573,27 @@ def test_differences_are_paired_by_seed_or_welch():
   assert stats.verdict(welch).startswith('within the seeds')
   one = stats.difference({0: 0.9}, {1: 0.8})
   assert one['ci95'] is None and one['mean'] == pytest.approx(-0.1)
+
+
+def test_welch_interval_by_hand_and_seeds_that_agree():
+  # Two seeds each with equal variances: Welch's degrees of freedom are
+  # (2v)^2 / (2 v^2 / 1) = 2, and the standard error is sqrt(v/2 + v/2).
+  welch = stats.difference({0: 0.90, 1: 0.92}, {10: 0.95, 11: 0.97})
+  assert welch['method'] == 'Welch' and welch['mean'] == pytest.approx(0.05)
+  v = statistics.variance([0.90, 0.92])
+  assert welch['ci95'] == pytest.approx(T95_2DF * math.sqrt(v))
+  # Every seed gains the same, or every seed of a variant scores the same:
+  # a zero-wide interval, without scipy's warning about nearly equal data.
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')
+    same_gain = stats.difference({0: 0.90, 1: 0.91, 2: 0.92},
+                                 {0: 0.95, 1: 0.96, 2: 0.97})
+    same_score = stats.difference({0: 0.9, 1: 0.9}, {2: 0.8, 3: 0.8})
+  assert same_gain['method'] == 'paired by seed'
+  assert same_gain['ci95'] == pytest.approx(0, abs=1e-12)
+  assert stats.verdict(same_gain) == 'the interval excludes 0'
+  assert same_score['method'] == 'Welch'
+  assert same_score['ci95'] == pytest.approx(0, abs=1e-12)
 
 
 def test_one_switch_differences_of_a_two_by_two_sweep(tmp_path):
@@ -585,7 +615,7 @@ def test_one_switch_differences_of_a_two_by_two_sweep(tmp_path):
                        ('module', 'aux=True'), ('module', 'aux=False')}
   def paired(a, b):
     d = [y - x for x, y in zip(finals[a], finals[b])]
-    return statistics.fmean(d), 4.303 * statistics.stdev(d) / math.sqrt(3)
+    return statistics.fmean(d), T95_2DF * statistics.stdev(d) / math.sqrt(3)
   for (switch, held), row in rows.items():
     assert {row['from'], row['to']} == ({True, False} if switch == 'aux'
                                         else {'reduced', 'naive'})

@@ -4,7 +4,7 @@
   metrics.py       one run's numbers: best and final accuracy, speed, times
   grouping.py      runs grouped into variants (same settings but the seed)
   model_counts.py  parameters and multiply-adds of a variant's model
-  stats.py         means, 95% t-intervals and differences
+  stats.py         means, 95% t-intervals and differences (scipy.stats)
   contrasts.py     which variants are compared: baseline, one switch
   tables.py        report.md and the CSV files
   plots.py         eval top-1 against step and time

@@ -1,30 +1,30 @@
-"""The statistics of a sweep: means over seeds, 95% intervals, differences."""
+"""The statistics of a sweep: means over seeds, 95% intervals, differences.
+
+Every interval is Student's t at 95%, from scipy.stats: over a variant's
+seeds for its mean; over the per-seed differences where two variants share
+seeds (paired: same data order and initialisation, so a seed's own luck
+cancels); Welch's for two means otherwise.
+"""
 
 from __future__ import annotations
 
 import math
 import statistics
-from typing import Any, Dict, Optional, Sequence
+import warnings
+from typing import Any, Callable, Dict, Optional, Sequence
 
-# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom.
-_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-        2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-        2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+from scipy import stats
 
-
-def t95(df: float) -> float:
-  """The 97.5% quantile of Student's t with `df` degrees of freedom."""
-  if df < 1:
-    return math.inf
-  if df <= len(_T95):
-    low = _T95[int(math.floor(df)) - 1]
-    high = _T95[min(int(math.ceil(df)), len(_T95)) - 1]
-    return low + (high - low) * (df - math.floor(df))
-  return 1.960 + 2.4 / df  # within 0.002 of the exact value above 30
-
+CONFIDENCE = 0.95
 
 # The keys of `aggregate`'s result, in the order report.csv lists them.
 AGGREGATE_KEYS = ('mean', 'std', 'min', 'max', 'n', 'ci95')
+
+
+def t95(df: float) -> float:
+  """The 97.5% quantile of Student's t with `df` degrees of freedom (the
+  factor of the standard error in a two-sided 95% interval)."""
+  return float(stats.t.ppf(0.5 + CONFIDENCE / 2, df))
 
 
 def aggregate(values: Sequence[Optional[float]]) -> Dict[str, Optional[float]]:
@@ -34,42 +34,48 @@ def aggregate(values: Sequence[Optional[float]]) -> Dict[str, Optional[float]]:
   if not xs:
     return {'mean': None, 'std': None, 'min': None, 'max': None, 'n': 0,
             'ci95': None}
-  std = statistics.stdev(xs) if len(xs) > 1 else 0.0
-  return {'mean': statistics.fmean(xs), 'std': std,
-          'min': min(xs), 'max': max(xs), 'n': len(xs),
-          'ci95': (t95(len(xs) - 1) * std / math.sqrt(len(xs))
-                   if len(xs) > 1 else None)}
+  n = len(xs)
+  return {'mean': statistics.fmean(xs),
+          'std': statistics.stdev(xs) if n > 1 else 0.0,
+          'min': min(xs), 'max': max(xs), 'n': n,
+          'ci95': t95(n - 1) * float(stats.sem(xs)) if n > 1 else None}
 
 
-def difference(a: Dict[Any, float], b: Dict[Any, float]
-               ) -> Dict[str, Any]:
+def _half_width(t_test: Callable[[], Any]) -> float:
+  """Half the width of the 95% interval of a scipy t-test, run here."""
+  with warnings.catch_warnings():
+    # Samples that agree to rounding (every seed gains the same) make scipy
+    # warn of lost precision; the interval it returns, zero wide, is right.
+    warnings.filterwarnings('ignore', 'Precision loss', RuntimeWarning)
+    low, high = t_test().confidence_interval(CONFIDENCE)
+  return float(high - low) / 2
+
+
+def difference(a: Dict[Any, float], b: Dict[Any, float]) -> Dict[str, Any]:
   """Mean of b - a and its 95% confidence half-width.
 
   `a` and `b` map seeds to values. Where at least two seeds are shared the
-  difference is paired by seed (same data order and initialisation, so the
-  seed's own luck cancels); otherwise Welch's interval for two means.
+  difference is paired by seed (`scipy.stats.ttest_rel`); otherwise Welch's
+  interval for two means (`scipy.stats.ttest_ind`, unequal variances).
   """
   shared = sorted(set(a) & set(b), key=str)
   if len(shared) >= 2:
-    d = [b[s] - a[s] for s in shared]
-    agg = aggregate(d)
-    return {'mean': agg['mean'], 'ci95': agg['ci95'], 'n': len(d),
-            'method': 'paired by seed'}
+    xa, xb = [a[s] for s in shared], [b[s] for s in shared]
+    return {'mean': statistics.fmean(y - x for x, y in zip(xa, xb)),
+            'ci95': _half_width(lambda: stats.ttest_rel(xb, xa)),
+            'n': len(shared), 'method': 'paired by seed'}
   xa, xb = list(a.values()), list(b.values())
   mean = statistics.fmean(xb) - statistics.fmean(xa) if xa and xb else None
-  if len(xa) < 2 or len(xb) < 2:
-    return {'mean': mean, 'ci95': None, 'n': min(len(xa), len(xb)),
+  n = min(len(xa), len(xb))
+  if n < 2:
+    return {'mean': mean, 'ci95': None, 'n': n,
             'method': 'one run: no interval'}
-  va, vb = (statistics.variance(xa) / len(xa),
-            statistics.variance(xb) / len(xb))
-  se = math.sqrt(va + vb)
-  df = ((va + vb) ** 2 / (va ** 2 / (len(xa) - 1) + vb ** 2 / (len(xb) - 1))
-        if va + vb > 0 else math.inf)
-  return {'mean': mean, 'ci95': t95(df) * se if se else 0.0,
-          'n': min(len(xa), len(xb)), 'method': 'Welch'}
+  welch = lambda: stats.ttest_ind(xb, xa, equal_var=False)
+  return {'mean': mean, 'ci95': _half_width(welch), 'n': n, 'method': 'Welch'}
 
 
 def verdict(diff: Dict[str, Any]) -> str:
+  """Whether the seeds show a difference: its interval excludes 0."""
   if diff['mean'] is None:
     return '-'
   if diff['ci95'] is None:
