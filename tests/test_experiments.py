@@ -497,19 +497,6 @@ def test_report_values_over_seeds_best_and_final(tmp_path):
     assert os.path.getsize(path) > 1000
 
 
-def test_report_reads_old_configs_in_todays_keys(tmp_path):
-  # A sweep that spans a new data key: the run started before it has no
-  # such key, the later one its default; both are one variant.
-  root = str(tmp_path)
-  new = _config(seed=1)
-  new['data']['cache_decoded'] = 'auto'
-  _run_dir(root, 'module-reduced_seed-0', _config(seed=0), [(20, 0.7, 0.9)])
-  _run_dir(root, 'module-reduced_seed-1', new, [(20, 0.8, 0.9)])
-  result = report_build.write_report(root, summarize_fn=None)
-  [row] = result.variant_rows
-  assert row['runs'] == 2 and 'cache_decoded' not in row['variant']
-
-
 def test_report_of_an_empty_or_partial_root_does_not_crash(tmp_path):
   result = report_build.write_report(str(tmp_path), summarize_fn=None)
   assert result.variant_rows == []

@@ -11,7 +11,6 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from inception_jax.data import config as data_config
 from experiments import run as run_lib
 
 # Files of which any one makes a directory a run.
@@ -85,10 +84,6 @@ def _read_config(run: Run) -> None:
   run.config = _read_json(os.path.join(run.path, 'config.json'), run.problems)
   if run.config is None and not any('config.json' in p for p in run.problems):
     run.problems.append('config.json missing')
-  if run.config and isinstance(run.config.get('data'), dict):
-    # Data keys added since the run started take their defaults, so the runs
-    # of a sweep that spans a new key are still one variant.
-    run.config['data'] = data_config.upgrade(run.config['data']).to_dict()
 
 
 def _read_metrics(run: Run) -> None:
