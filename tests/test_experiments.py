@@ -504,7 +504,8 @@ def test_report_of_an_empty_or_partial_root_does_not_crash(tmp_path):
                'eval_top1_vs_time.png'):
     assert os.path.exists(tmp_path / name)
   _run_dir(str(tmp_path), 'broken', None, [], speeds=(), finished=False)
-  result = report_build.write_report(str(tmp_path), summarize_fn=_fake_summarize)
+  result = report_build.write_report(str(tmp_path),
+                                     summarize_fn=_fake_summarize)
   assert result.run_rows[0]['status'] == 'no metrics yet'
 
 
