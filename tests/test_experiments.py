@@ -15,13 +15,19 @@ import stat
 import subprocess
 import sys
 import threading
+import warnings
 
 import pytest
 
 from experiments import launch
-from experiments import report
 from experiments import run as run_lib
 from experiments import sweeps
+from experiments.report import build as report_build
+from experiments.report import grouping
+from experiments.report import model_counts
+from experiments.report import plots
+from experiments.report import run_dirs
+from experiments.report import stats
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -416,6 +422,14 @@ def _run_dir(root, name, config, evals, *, raw=None, speeds=(100.0,),
   return d
 
 
+# Two-sided 95% quantiles of Student's t in closed form, so the intervals are
+# checked independently of scipy: with 1 degree of freedom t is Cauchy,
+# F^-1(p) = tan(pi (p - 1/2)); with 2, F^-1(p) = (2p - 1) / sqrt(2p (1 - p)).
+# Printed tables round them to 12.706 and 4.303.
+T95_1DF = math.tan(0.475 * math.pi)
+T95_2DF = 0.95 / math.sqrt(2 * 0.975 * 0.025)
+
+
 def _fake_summarize(kwargs, size):
   base = 1000 if kwargs['module'] == 'reduced' else 9000
   return {'params': base, 'params_with_aux': base + (100 if kwargs['aux']
@@ -439,7 +453,7 @@ def test_report_values_over_seeds_best_and_final(tmp_path):
   # Not a run yet: only a checkpoints folder.
   os.makedirs(os.path.join(root, 'module-naive_seed-1', 'checkpoints'))
 
-  result = report.write_report(root, summarize_fn=_fake_summarize)
+  result = report_build.write_report(root, summarize_fn=_fake_summarize)
   rows = {r['variant']: r for r in result.variant_rows}
   assert set(rows) == {'module=reduced', 'module=naive',
                        'unknown (module-naive_seed-1)'}
@@ -467,7 +481,7 @@ def test_report_values_over_seeds_best_and_final(tmp_path):
   md = open(os.path.join(root, 'report.md')).read()
   # Two seeds: the 95% interval uses t(1 df) = 12.706; it is wide, and
   # the table says so rather than hide it behind min-max.
-  half = lambda a, b: 100 * 12.706 * abs(a - b) / math.sqrt(2) / math.sqrt(2)
+  half = lambda a, b: 100 * T95_1DF * abs(a - b) / math.sqrt(2) / math.sqrt(2)
   assert ('| module=reduced | 2 (2) | 32x32 | 1K | 1.1K | 32K | 224K | '
           f'85.00 ± {half(0.8, 0.9):.2f} | 98.00 ± {half(0.97, 0.99):.2f} | '
           f'82.00 ± {half(0.78, 0.86):.2f}') in md
@@ -491,27 +505,15 @@ def test_report_values_over_seeds_best_and_final(tmp_path):
     assert os.path.getsize(path) > 1000
 
 
-def test_report_reads_old_configs_in_todays_keys(tmp_path):
-  # A sweep that spans a new data key: the run started before it has no
-  # such key, the later one its default; both are one variant.
-  root = str(tmp_path)
-  new = _config(seed=1)
-  new['data']['cache_decoded'] = 'auto'
-  _run_dir(root, 'module-reduced_seed-0', _config(seed=0), [(20, 0.7, 0.9)])
-  _run_dir(root, 'module-reduced_seed-1', new, [(20, 0.8, 0.9)])
-  result = report.write_report(root, summarize_fn=None)
-  [row] = result.variant_rows
-  assert row['runs'] == 2 and 'cache_decoded' not in row['variant']
-
-
 def test_report_of_an_empty_or_partial_root_does_not_crash(tmp_path):
-  result = report.write_report(str(tmp_path), summarize_fn=None)
+  result = report_build.write_report(str(tmp_path), summarize_fn=None)
   assert result.variant_rows == []
   for name in ('report.md', 'report.csv', 'eval_top1_vs_step.png',
                'eval_top1_vs_time.png'):
     assert os.path.exists(tmp_path / name)
   _run_dir(str(tmp_path), 'broken', None, [], speeds=(), finished=False)
-  result = report.write_report(str(tmp_path), summarize_fn=_fake_summarize)
+  result = report_build.write_report(str(tmp_path),
+                                     summarize_fn=_fake_summarize)
   assert result.run_rows[0]['status'] == 'no metrics yet'
 
 
@@ -519,9 +521,9 @@ def test_report_counts_come_from_the_model_summary():
   from inception_jax import summary  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
   from inception_jax.models import googlenet
-  kwargs = report.model_kwargs(_config(module='reduced', aux=True))
+  kwargs = model_counts.model_kwargs(_config(module='reduced', aux=True))
   assert kwargs['num_classes'] == 10 and kwargs['dtype'] == 'float32'
-  counts = report.summarize_model(kwargs, 32)
+  counts = model_counts.summarize_model(kwargs, 32)
   direct = summary.summarize(googlenet.create_model(**kwargs), 32)
   assert counts == {'params': direct.total_params_no_aux,
                     'params_with_aux': direct.total_params,
@@ -533,8 +535,8 @@ def test_curves_average_over_the_seeds_that_reached_each_step(tmp_path):
   root = str(tmp_path)
   _run_dir(root, 's0', _config(seed=0), [(20, 0.5, 0.9), (40, 0.7, 0.9)])
   _run_dir(root, 's1', _config(seed=1), [(20, 0.7, 0.9)], finished=False)
-  (variant,) = report.group_variants(report.find_runs(root))
-  steps, mean, lo, hi, times = report.variant_curve(variant, use_wall=False)
+  (variant,) = grouping.group_variants(run_dirs.find_runs(root))
+  steps, mean, lo, hi, times = plots.variant_curve(variant, use_wall=False)
   assert steps == [20, 40]
   assert mean == pytest.approx([0.6, 0.7])
   assert (lo, hi) == (pytest.approx([0.5, 0.7]), pytest.approx([0.7, 0.7]))
@@ -542,31 +544,52 @@ def test_curves_average_over_the_seeds_that_reached_each_step(tmp_path):
 
 
 def test_t_quantiles_and_intervals():
-  assert report.t95(1) == pytest.approx(12.706)
-  assert report.t95(2) == pytest.approx(4.303)
-  assert report.t95(40) == pytest.approx(2.021, abs=0.002)
-  assert report.t95(1e9) == pytest.approx(1.960, abs=1e-3)
-  agg = report.aggregate([0.90, 0.92, 0.94])
-  assert agg['ci95'] == pytest.approx(4.303 * 0.02 / math.sqrt(3))
-  assert report.aggregate([0.9])['ci95'] is None
+  assert stats.t95(1) == pytest.approx(T95_1DF)
+  assert stats.t95(2) == pytest.approx(T95_2DF)
+  assert stats.t95(40) == pytest.approx(2.021, abs=0.002)
+  assert stats.t95(1e9) == pytest.approx(1.960, abs=1e-3)
+  agg = stats.aggregate([0.90, 0.92, 0.94])
+  assert agg['ci95'] == pytest.approx(T95_2DF * 0.02 / math.sqrt(3))
+  assert stats.aggregate([0.9])['ci95'] is None
 
 
 def test_differences_are_paired_by_seed_or_welch():
   a = {0: 0.900, 1: 0.910, 2: 0.920}
   b = {0: 0.905, 1: 0.916, 2: 0.924}  # +0.5 points each seed, +/- 0.1
-  paired = report.difference(a, b)
+  paired = stats.difference(a, b)
   assert paired['method'] == 'paired by seed' and paired['n'] == 3
   assert paired['mean'] == pytest.approx(0.005)
   d = [0.005, 0.006, 0.004]
   assert paired['ci95'] == pytest.approx(
-      4.303 * statistics.stdev(d) / math.sqrt(3))
-  assert report.verdict(paired) == 'the interval excludes 0'
+      T95_2DF * statistics.stdev(d) / math.sqrt(3))
+  assert stats.verdict(paired) == 'the interval excludes 0'
   # The same values on other seeds: unpaired, the seed spread dominates.
-  welch = report.difference(a, {10 + k: v for k, v in b.items()})
+  welch = stats.difference(a, {10 + k: v for k, v in b.items()})
   assert welch['method'] == 'Welch' and welch['ci95'] > 0.01
-  assert report.verdict(welch).startswith('within the seeds')
-  one = report.difference({0: 0.9}, {1: 0.8})
+  assert stats.verdict(welch).startswith('within the seeds')
+  one = stats.difference({0: 0.9}, {1: 0.8})
   assert one['ci95'] is None and one['mean'] == pytest.approx(-0.1)
+
+
+def test_welch_interval_by_hand_and_seeds_that_agree():
+  # Two seeds each with equal variances: Welch's degrees of freedom are
+  # (2v)^2 / (2 v^2 / 1) = 2, and the standard error is sqrt(v/2 + v/2).
+  welch = stats.difference({0: 0.90, 1: 0.92}, {10: 0.95, 11: 0.97})
+  assert welch['method'] == 'Welch' and welch['mean'] == pytest.approx(0.05)
+  v = statistics.variance([0.90, 0.92])
+  assert welch['ci95'] == pytest.approx(T95_2DF * math.sqrt(v))
+  # Every seed gains the same, or every seed of a variant scores the same:
+  # a zero-wide interval, without scipy's warning about nearly equal data.
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')
+    same_gain = stats.difference({0: 0.90, 1: 0.91, 2: 0.92},
+                                 {0: 0.95, 1: 0.96, 2: 0.97})
+    same_score = stats.difference({0: 0.9, 1: 0.9}, {2: 0.8, 3: 0.8})
+  assert same_gain['method'] == 'paired by seed'
+  assert same_gain['ci95'] == pytest.approx(0, abs=1e-12)
+  assert stats.verdict(same_gain) == 'the interval excludes 0'
+  assert same_score['method'] == 'Welch'
+  assert same_score['ci95'] == pytest.approx(0, abs=1e-12)
 
 
 def test_one_switch_differences_of_a_two_by_two_sweep(tmp_path):
@@ -582,13 +605,13 @@ def test_one_switch_differences_of_a_two_by_two_sweep(tmp_path):
       _run_dir(root, f'module-{module}_aux-{aux}_seed-{seed}',
                _config(module=module, aux=aux, seed=seed),
                [(20, 0.5, 0.9), (40, top1, 0.99)])
-  result = report.write_report(root, summarize_fn=None)
+  result = report_build.write_report(root, summarize_fn=None)
   rows = {(d['switch'], d['held']): d for d in result.switches}
   assert set(rows) == {('aux', 'module=reduced'), ('aux', 'module=naive'),
                        ('module', 'aux=True'), ('module', 'aux=False')}
   def paired(a, b):
     d = [y - x for x, y in zip(finals[a], finals[b])]
-    return statistics.fmean(d), 4.303 * statistics.stdev(d) / math.sqrt(3)
+    return statistics.fmean(d), T95_2DF * statistics.stdev(d) / math.sqrt(3)
   for (switch, held), row in rows.items():
     assert {row['from'], row['to']} == ({True, False} if switch == 'aux'
                                         else {'reduced', 'naive'})
