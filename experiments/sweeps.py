@@ -28,11 +28,11 @@ import re
 from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional,
                     Sequence, Tuple)
 
-from configs import common
+from inception_jax import config_args
 
 # Config args taken after the colon of --config; every other key is a
 # --config.<key> override.
-CONFIG_ARGS = tuple(common.ABLATIONS)
+CONFIG_ARGS = tuple(config_args.ABLATIONS)
 # Boolean switches of the configs; a true value is written as the bare name.
 CONFIG_SWITCHES = ('runlocal', 'long')
 

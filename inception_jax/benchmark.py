@@ -9,8 +9,8 @@ On whatever backend JAX has, measures for our model:
   (`steps.make_train_step` on `mesh.create_mesh()`, the state donated):
   forward in training mode with the auxiliary heads, softmax cross-entropy +
   ``aux_weight`` x each auxiliary loss, backward, and the optimiser of the
-  training configs' defaults (``configs/common.py``: SGD momentum 0.9 with L2
-  weight decay on the kernels, the learning-rate schedule), the Polyak
+  training configs' defaults (``config.default_config``: SGD momentum 0.9
+  with L2 weight decay on the kernels, the learning-rate schedule), the Polyak
   average and the finite-update guard;
 * inference images/s: the evaluation step of the trainer and `evaluate.py`
   (`steps.make_eval_step`: forward without auxiliary heads, masked loss and
@@ -66,6 +66,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from inception_jax import config as config_lib
 from inception_jax import flops as flops_lib
 from inception_jax import mesh as mesh_lib
 from inception_jax import steps as steps_lib
@@ -219,8 +220,7 @@ def matmul_peak_flops(dtype, n: int = 2048, repeats: int = 5) -> float:
 
 def training_optimizer_config():
   """The optimiser section every training config starts from."""
-  from configs import common  # pylint: disable=g-import-not-at-top
-  return common.base_config(common.parse_arg(None)).optimizer
+  return config_lib.default_config().optimizer
 
 
 class JaxBench:
@@ -436,8 +436,9 @@ def run(opts: Settings) -> Dict[str, Any]:
       'width': opts.width, 'repeats': opts.repeats, 'steps': opts.steps,
       'warmup': opts.warmup, 'max_pool': opts.max_pool,
       'conv_grad': opts.conv_grad,
-      'train_step': ('steps.make_train_step, optimizer of configs/common.py '
-                     '(weight decay, Polyak average, finite guard)'),
+      'train_step': ('steps.make_train_step, optimizer of '
+                     'inception_jax/config.py (weight decay, Polyak average, '
+                     'finite guard)'),
       'optimizer': training_optimizer_config().to_dict(),
       'flops_convention': ('3 x forward multiply-adds (convs + matmuls of the '
                            'training forward, aux heads included, from the '

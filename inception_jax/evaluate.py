@@ -139,6 +139,7 @@ def evaluate_checkpoint(workdir: str, *, crops: int = 1,
   else:
     config = copy.deepcopy(config)
     paths.resolve_config_paths(config)
+    config = datasets.resolve_config(config)
   with config.unlocked():
     config.data.update(recorded_preprocessing(restored))
   info = datasets.get_dataset_info(config.data)

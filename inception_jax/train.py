@@ -234,6 +234,7 @@ def _prepare(config, workdir: str):
   workdir = paths.resolve(workdir)
   config = copy.deepcopy(config)
   paths.resolve_config_paths(config)
+  config = datasets.resolve_config(config)
   # jax.distributed.initialize() must come before anything asks JAX for
   # devices or the backend (the model's dtype 'auto' does).
   mesh_lib.initialize_distributed(config.multihost, config.peer_timeout_s)

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from configs import common
 from configs import fashion_mnist
 from configs import imagenet
+from inception_jax import config as config_lib
 from inception_jax import mesh as mesh_lib
 from inception_jax import optim
 from inception_jax import steps
@@ -31,7 +31,7 @@ from tests.runner import InputWrapper
 # --- Schedules and optimiser. ------------------------------------------------
 
 def opt_config(**overrides):
-  c = common.base_config(common.parse_arg(None)).optimizer
+  c = config_lib.default_config().optimizer
   c.update(overrides)
   return c
 

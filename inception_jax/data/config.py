@@ -3,9 +3,9 @@
 Configs are loaded with ``lock_config=True`` and overridden from the command
 line, so every key exists here with a fixed type, and optional strings are
 typed placeholders. The augmentation defaults are the paper's; a data set
-that needs others sets them in its config file (``configs/fashion_mnist.py``
-turns the 8% crops, colour distortions and random interpolation, all meant
-for photos, into milder crops of a grey garment). The preprocessing reads
+that needs others sets them in its config (``small_image_config`` of
+``inception_jax/config.py`` turns the 8% crops, colour distortions and random
+interpolation, all meant for photos, into milder crops of a small image). The preprocessing reads
 only these keys, never the data set's name.
 
 `upgrade` turns a data config saved by an older version (a checkpoint's
@@ -30,8 +30,14 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 def default_config() -> ml_collections.ConfigDict:
   """Returns the data config with every key the pipelines read."""
   c = ml_collections.ConfigDict()
+  for add_keys in (_which_data, _training_crop, _other_augmentation,
+                   _normalization, _evaluation, _robustness_and_throughput):
+    add_keys(c)
+  return c
 
-  # --- Which data -----------------------------------------------------------
+
+def _which_data(c: ml_collections.ConfigDict) -> None:
+  """Which data set, where, at what size and which splits."""
   # 'fashion_mnist' (offline from Debian's dataset-fashion-mnist, or TFDS's
   # download where the internet is reachable), 'imagenet2012' (TFDS's builder
   # over the manually downloaded ILSVRC archives) or 'image_folder'
@@ -54,7 +60,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.train_split = config_dict.placeholder(str)
   c.eval_split = config_dict.placeholder(str)
 
-  # --- Training crop --------------------------------------------------------
+
+def _training_crop(c: ml_collections.ConfigDict) -> None:
+  """The training crop."""
   # 'inception' (the paper: a patch of min_area..max_area of the image with
   # aspect ratio min_aspect..max_aspect, center-crop fallback; JPEGs decode
   # only the patch), 'random_resized' (the same sampler with area
@@ -62,8 +70,9 @@ def default_config() -> ml_collections.ConfigDict:
   # pad_fraction of the side, random crop of the unpadded size), 'resize'
   # (the whole image, no crop) or 'caffe' (bvlc_googlenet's train_val: the
   # image squashed to 256x256, a random 224x224 square of it; the square's
-  # side is eval_crop_fraction of the resized side). Encoded records (JPEG/PNG) are padded after
-  # resizing to image_size, decoded arrays (Fashion-MNIST) before.
+  # side is eval_crop_fraction of the resized side). Encoded records
+  # (JPEG/PNG) are padded after resizing to image_size, decoded arrays
+  # (Fashion-MNIST) before.
   c.crop = 'inception'
   c.min_area = 0.08
   c.max_area = 1.0
@@ -74,7 +83,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.crop_attempts = 10
   c.pad_fraction = 0.125
 
-  # --- Other training augmentation -------------------------------------------
+
+def _other_augmentation(c: ml_collections.ConfigDict) -> None:
+  """Training augmentation after the crop."""
   # Random horizontal flip.
   c.flip = True
   # Photometric distortions after Howard (2013), applied in random order:
@@ -95,7 +106,9 @@ def default_config() -> ml_collections.ConfigDict:
   # and bicubic (the paper); False always uses bilinear.
   c.random_interpolation = True
 
-  # --- Both training and evaluation -----------------------------------------
+
+def _normalization(c: ml_collections.ConfigDict) -> None:
+  """The input scale, for training and evaluation."""
   # 'caffe' (0-255 minus the ImageNet mean: bvlc_googlenet's input, the scale
   # its LRN constants assume; the configs' default wherever model.norm is
   # 'lrn'), 'imagenet' (subtract the ImageNet mean, divide by its std, per
@@ -103,7 +116,9 @@ def default_config() -> ml_collections.ConfigDict:
   # 'none' ([0, 1]). See `normalization.normalize`.
   c.normalization = 'imagenet'
 
-  # --- Evaluation -----------------------------------------------------------
+
+def _evaluation(c: ml_collections.ConfigDict) -> None:
+  """The evaluation crops."""
   # Crops per evaluation image: 1 (center), 10 (4 corners + center, each
   # mirrored) or 144 (the paper's scheme).
   c.eval_crops = 1
@@ -112,7 +127,9 @@ def default_config() -> ml_collections.ConfigDict:
   # resizes the shorter side to image_size / eval_crop_fraction.
   c.eval_crop_fraction = 0.875
 
-  # --- Robustness and throughput ---------------------------------------------
+
+def _robustness_and_throughput(c: ml_collections.ConfigDict) -> None:
+  """Corrupt files, the decoded cache, workers and reading."""
   # image_folder: 'skip' reports and drops files that do not decode when the
   # data set is prepared; 'error' stops with their list.
   c.on_corrupt = 'skip'
@@ -136,7 +153,6 @@ def default_config() -> ml_collections.ConfigDict:
   # remote storage.
   c.read_threads = 1
   c.read_buffer_size = 16
-  return c
 
 
 # Keys of older versions, gone since the preprocessing stopped branching on

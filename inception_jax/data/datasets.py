@@ -6,7 +6,8 @@ for a shuffled, sharded and exactly resumable order. `RECORD_FORMATS` says,
 once per data set, whether its records hold encoded image bytes or decoded
 arrays; nothing else in the pipeline looks at the data set's name. An image
 folder whose decoded pixels fit a budget is read from a decoded cache
-instead (`data.cache_decoded`, see `decoded_cache`).
+instead (`data.cache_decoded`, see `decoded_cache`). `resolve_config` makes
+the choices a training config leaves to its data.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import dataclasses
 import os
 from typing import List, Optional, Tuple
 
+import ml_collections
 import tensorflow_datasets as tfds
 
+from inception_jax import config as training_config
 from inception_jax.data import config as config_lib
 from inception_jax.data import decoded_cache
 from inception_jax.data import fashion_mnist
@@ -90,6 +93,22 @@ def _prepare_builder(data_cfg) -> tfds.core.DatasetBuilder:
     return builder
   raise ValueError(f'Unknown data.name {name!r}; expected one of '
                    f'{", ".join(config_lib.DATASET_NAMES)}.')
+
+
+def resolve_config(
+    config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A training config with what it leaves to the data decided.
+
+  configs/image_folder.py leaves its recipe to the images' size
+  (`training_config.by_image_size`): the median shorter side of up to 32
+  training images is read here, when the run prepares its data, never while
+  a config loads. Any other config comes back as it is.
+  """
+  if 'by_image_size' not in config:
+    return config
+  root = config.data.root
+  side = image_folder.median_shorter_side(root) if root else None
+  return training_config.choose_by_image_size(config, side)
 
 
 def _splits(data_cfg, builder) -> Tuple[str, str]:

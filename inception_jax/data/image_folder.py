@@ -6,7 +6,8 @@ path, then a count) and left out, so a bad file can never stop training deep
 inside an epoch. The prepared ``array_record`` copy keeps the original
 encoded bytes (JPEG stays JPEG, so training can decode just its crop). Its
 location depends on a fingerprint of the file listing, so adding or removing
-images prepares a fresh copy.
+images prepares a fresh copy. `median_shorter_side` measures the images for
+configs/image_folder.py's choice of recipe, when the run prepares its data.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import dataclasses
 import hashlib
 import os
 import re
-from typing import Dict, List, Tuple
+import statistics
+from typing import Dict, List, Optional, Tuple
 
 from absl import logging
+from PIL import Image
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -110,6 +113,36 @@ def decodes(path: str) -> bool:
     return image.shape[0] > 0 and image.shape[1] > 0
   except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, OSError):
     return False
+
+
+def median_shorter_side(root: str, sample: int = 32) -> Optional[float]:
+  """Median shorter side, in pixels, of up to ``sample`` training images.
+
+  Reads only the images' headers, spread over the classes of
+  ``root/train``; None when there is no such folder or no image opens (the
+  layout and corrupt files are reported when the data set is prepared).
+  """
+  train = os.path.join(os.path.expanduser(root), 'train')
+  try:
+    classes = sorted(os.listdir(train))
+  except OSError:
+    return None
+  sides = []
+  for label in classes:
+    folder = os.path.join(train, label)
+    if not os.path.isdir(folder):
+      continue
+    names = sorted(n for n in os.listdir(folder)
+                   if n.lower().endswith(IMAGE_EXTENSIONS))
+    for name in names[:max(1, sample // max(1, len(classes)))]:
+      try:
+        with Image.open(os.path.join(folder, name)) as image:
+          sides.append(min(image.size))
+      except OSError:
+        continue
+    if len(sides) >= sample:
+      break
+  return statistics.median(sides) if sides else None
 
 
 def check_files(listing: FolderListing, on_corrupt: str
