@@ -226,8 +226,16 @@ def model_from_config(config) -> googlenet.GoogLeNet:
 
 def main(argv) -> None:
   del argv
+  import copy  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
-  config = flags.FLAGS.config
+  from inception_jax import paths  # pylint: disable=g-import-not-at-top
+  config = copy.deepcopy(flags.FLAGS.config)
+  if 'by_image_size' in config:
+    # An image folder's recipe (its model width too) follows the images'
+    # size. (The data layer imports TensorFlow: only when needed.)
+    from inception_jax.data import datasets  # pylint: disable=g-import-not-at-top
+    paths.resolve_config_paths(config)
+    config = datasets.resolve_config(config)
   model = model_from_config(config)
   image_size = int(flags.FLAGS.image_size or config.data.image_size)
   summary = summarize(model, image_size)
