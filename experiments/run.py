@@ -150,8 +150,10 @@ def run_sweep(members: Sequence[sweeps.Member], *, config: str, root: str,
       log(f'{prefix}: {verb}' + (f' (attempt {attempt + 1})' if attempt
                                  else '') + f'\n  {shlex.join(command)}')
       returncode = runner(command)
-      outcome = Outcome(member, _attempt_status(returncode, workdir,
-                                                finish_wait_s), returncode)
+      # After a SIGTERM no summary.json is coming: do not wait for one.
+      wait = 0.0 if stop_requested() else finish_wait_s
+      outcome = Outcome(member, _attempt_status(returncode, workdir, wait),
+                        returncode)
       if outcome.status != 'unfinished' or stop_requested():
         break
     outcome.seconds = time.time() - start

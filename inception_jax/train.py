@@ -139,11 +139,12 @@ class TrainLog:
 
   def __init__(self, writer, progress: metrics_lib.Progress, *,
                batch_size: int, steps_per_epoch: int, skip_nonfinite: bool,
-               start_step: int):
+               start_step: int, max_pending_steps: int = MAX_PENDING_STEPS):
     self.writer, self.progress = writer, progress
     self.batch_size, self.steps_per_epoch = batch_size, steps_per_epoch
     self.skip_nonfinite = skip_nonfinite
     self.start_step = start_step
+    self.max_pending_steps = max_pending_steps
     self.history: List[Tuple[int, Dict[str, Any]]] = []
     # Seconds waited and trained over the written intervals of this session.
     self.total_wait = self.total_time = 0.0
@@ -177,13 +178,13 @@ class TrainLog:
 
   @property
   def full(self) -> bool:
-    return len(self.history) >= MAX_PENDING_STEPS
+    return len(self.history) >= self.max_pending_steps
 
   def check(self) -> None:
     """Fetches the pending metrics; raises NonFiniteError if one is bad."""
     self.history = [(s, jax.device_get(m)) for s, m in self.history]
     check_finite(self.history, self.skip_nonfinite)
-    self.history = self.history[-MAX_PENDING_STEPS // 2:]
+    self.history = self.history[-self.max_pending_steps // 2:]
 
   def write(self, step: int, nonfinite_steps: int) -> None:
     """Averages the (checked) pending metrics into one record and a line."""
@@ -207,13 +208,18 @@ class TrainLog:
 
 
 def banner(model, info, *, params: int, total_steps: int, batch_size: int,
-           mesh, workdir: str) -> str:
-  return (f'Training GoogLeNet ({params:,} parameters, '
+           mesh, workdir: str, peer_timeout_s: int = 100) -> str:
+  line = (f'Training GoogLeNet ({params:,} parameters, '
           f'{model.module}/{model.normalization}/aux={model.aux}, '
           f'{jnp.dtype(model.dtype).name}) on {info.name} ({info.num_train} '
           f'images, {info.num_classes} classes) for {total_steps} steps of '
           f'{batch_size} on {mesh.devices.size} device(s) '
           f'({jax.process_count()} process(es)); workdir {workdir}')
+  if jax.process_count() > 1:
+    line += (f'\nIf a process of this run is lost, the others stop within '
+             f'peer_timeout_s={peer_timeout_s}s; then rerun the same command '
+             f'on every host to resume from the newest checkpoint.')
+  return line
 
 
 def input_line(wait_fraction: float, data_cfg) -> str:
@@ -330,12 +336,7 @@ def train_and_evaluate(
       f'{ckpt.directory}.' if resumed else banner(
           model, info, params=googlenet.count_params(state.params),
           total_steps=total_steps, batch_size=config.batch_size, mesh=mesh,
-          workdir=workdir))
-  if jax.process_count() > 1:
-    progress.print(
-        f'If a process of this run is lost, the others stop within '
-        f'peer_timeout_s={config.peer_timeout_s}s; then rerun the same '
-        f'command on every host to resume from the newest checkpoint.')
+          workdir=workdir, peer_timeout_s=config.peer_timeout_s))
 
   # --- Loop, then the end: a summary (a finished run rerun evaluates once
   # more).

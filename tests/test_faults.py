@@ -15,6 +15,7 @@ import jax
 import numpy as np
 import pytest
 
+from inception_jax import metrics as metrics_lib
 from inception_jax import train
 from inception_jax.data import pipeline
 from tests.helpers import (assert_trees_equal, restore_state, saved_steps,
@@ -73,20 +74,32 @@ def test_nonfinite_loss_skipped_and_counted(tmp_path):
   assert int(state['nonfinite_steps']) == 1 and all_finite(state)
 
 
-def test_metric_history_is_bounded_and_checked_without_logs(tmp_path,
-                                                            monkeypatch):
-  # No logging and no periodic checkpoints: the fetched history is still
-  # checked and trimmed every MAX_PENDING_STEPS steps, so a NaN at step 3
-  # stops the run at step 4, long before its end.
-  monkeypatch.setattr(train, 'MAX_PENDING_STEPS', 4)
-  seen = []
-  message = one_line_error(
-      train.train_and_evaluate,
-      tiny_config(log_every_steps=0, checkpoint_every_steps=0,
-                  total_steps=40), str(tmp_path / 'run'),
-      make_train_iter=nan_at(3), on_step=lambda step, m: seen.append(step))
-  assert message.startswith('train/loss is not finite at step 3')
-  assert seen[-1] == 4
+def test_metric_history_is_bounded_and_checked_without_logs():
+  # No logging and no periodic checkpoints: the loop still checks and trims
+  # the fetched history whenever it is full, so a NaN at step 3 stops a run
+  # at step 4 of a history of 4, long before its end.
+  progress = metrics_lib.Progress(total_steps=40, steps_per_epoch=10,
+                                  enabled=False)
+  log = train.TrainLog(None, progress, batch_size=8, steps_per_epoch=10,
+                       skip_nonfinite=False, start_step=0,
+                       max_pending_steps=4)
+  for step in range(1, 5):
+    assert not log.full
+    log.add(step, {'train/loss': np.float32(1.0), 'train/lr': np.float32(0.1),
+                   'nonfinite/loss': np.bool_(step == 3),
+                   'nonfinite/grad_norm': np.bool_(False)})
+  assert log.full
+  with pytest.raises(train.NonFiniteError,
+                     match='train/loss is not finite at step 3'):
+    log.check()
+  # Finite histories are trimmed to half, so memory stays bounded.
+  log.history = []
+  for step in range(1, 5):
+    log.add(step, {'train/loss': np.float32(1.0), 'train/lr': np.float32(0.1),
+                   'nonfinite/loss': np.bool_(False),
+                   'nonfinite/grad_norm': np.bool_(False)})
+  log.check()
+  assert [s for s, _ in log.history] == [3, 4]
 
 
 # --- Unwritable workdir. ------------------------------------------------------
