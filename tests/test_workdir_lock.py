@@ -99,8 +99,15 @@ def test_a_holder_whose_lock_was_taken_stops_at_its_next_heartbeat(tmp_path):
 def test_unreadable_lock_file_is_stale(tmp_path):
   workdir = tmp_path / 'run'
   workdir.mkdir()
-  (workdir / workdir_lock.LOCK_NAME).write_text('{"host": "a", "pi')
-  workdir_lock.WorkdirLock(str(workdir)).acquire().release()
+  path = workdir / workdir_lock.LOCK_NAME
+  path.write_text('{"host": "a", "pi')  # half written by a holder that died
+  lock = workdir_lock.WorkdirLock(str(workdir)).acquire()
+  # Taken over: the file now names this process, with its token.
+  assert lock.held
+  record = json.loads(path.read_text())
+  assert (record['pid'], record['token']) == (os.getpid(), lock.token)
+  lock.release()
+  assert not path.exists()
 
 
 def test_two_trainers_started_at_once_exactly_one_trains(tmp_path):
