@@ -80,7 +80,8 @@ def read_arrays(item_dir: epath.Path,
       whole in its recorded shape (a truncated copy).
   """
   # A handler, not a Checkpointer: a Checkpointer refuses an unmarked item on
-  # gs:// before reading a byte, and this is what decides about those.
+  # gs:// before reading a byte, and whether such a copy is whole is for
+  # `complete_steps` to decide, by reading it.
   handler = ocp.PyTreeCheckpointHandler()
   try:
     metadata = handler.metadata(item_dir)
