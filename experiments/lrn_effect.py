@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from inception_jax import cli
-from inception_jax import restore
+from inception_jax.checkpoints import loader
 from inception_jax.data import pipeline
 from inception_jax.models import googlenet
 
@@ -37,8 +37,8 @@ def relative_change(model, variables, images) -> float:
 
 
 def lrn_effect(workdir: str, num_images: int = 256) -> dict:
-  restored = restore.load(workdir)
-  config = restore.config_of(restored)
+  restored = loader.load(workdir)
+  config = loader.config_of(restored)
   model = restored.model
   if model.normalization != 'lrn':
     raise ValueError(f'{workdir} trained norm={model.normalization}; this '

@@ -13,6 +13,7 @@ that stops being finite (an ``ArithmeticError``) is reported the same way.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Callable, NoReturn, Optional, Sequence
 
@@ -28,14 +29,23 @@ def fail(message: str) -> NoReturn:
   sys.exit(1)
 
 
-def one_line(text: object) -> str:
-  """The last non-empty line (where a message arrives as a traceback)."""
-  lines = [l.strip() for l in str(text).strip().splitlines() if l.strip()]
-  line = lines[-1] if lines else str(text)
-  for prefix in ('ValueError: ', 'KeyError: '):
-    if line.startswith(prefix):
-      line = line[len(prefix):]
-  return line
+def one_line(error: object, limit: Optional[int] = 300) -> str:
+  """An error (or its message) as the one line users see.
+
+  A message that carries a traceback (a config file's error arrives as one)
+  gives its last line, the exception's own message; any other message is
+  kept whole, its whitespace collapsed. Terminal colours are dropped, an
+  empty message gives the exception's name, and another library's message
+  embedded in ours is cut at `limit` characters (None: never).
+  """
+  text = re.sub(r'\x1b\[[0-9;]*m', '', str(error))
+  if 'Traceback (most recent call last)' in text:
+    text = text.strip().splitlines()[-1]
+    text = re.sub(r'^(ValueError|KeyError): ', '', text)
+  text = ' '.join(text.split()) or type(error).__name__
+  if limit is not None and len(text) > limit:
+    text = text[:limit - 3] + '...'
+  return text
 
 
 class _PathParser(flags.ArgumentParser):
@@ -62,7 +72,7 @@ def _parse_flags(argv: Sequence[str]):
   except flags.Error as e:
     # Errors raised inside a config file arrive as a formatted traceback;
     # its last line is the message.
-    fail(one_line(e))
+    fail(one_line(e, limit=None))
   except (AttributeError, KeyError) as e:
     # ml_collections: a --config.<key> that the locked config does not have.
     # Its KeyError carries the key; name the flag that asked for it.
@@ -100,7 +110,7 @@ def run(main: Callable[[Sequence[str]], Optional[int]],
     except (ValueError, ArithmeticError) as e:
       if flags.FLAGS.traceback:
         raise
-      fail(' '.join(str(e).split()))
+      fail(one_line(e, limit=None))
     sys.exit(status or 0)
 
   app.run(wrapped, flags_parser=_parse_flags)

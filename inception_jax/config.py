@@ -78,11 +78,12 @@ def _run_keys() -> ml_collections.ConfigDict:
   # <workdir>/jax_cache; a path (local or gs://, e.g. one shared bucket
   # folder for a sweep) puts it there; '' turns it off (compile_cache.py).
   c.compilation_cache_dir = config_dict.placeholder(str)
-  # Fine-tuning (see inception_jax/finetune.py). A checkpoint this project
-  # reads (a training workdir or step, an export, a converted torchvision
-  # checkpoint) whose parameters initialise a fresh run wherever name and
-  # shape match; the classifier heads are re-initialised when the class
-  # count differs. Read only at a fresh start, never on resume. '': none.
+  # Fine-tuning (see inception_jax/checkpoints/finetune.py). A checkpoint
+  # this project reads (a training workdir or step, an export, a converted
+  # torchvision checkpoint) whose parameters initialise a fresh run
+  # wherever name and shape match; the classifier heads are re-initialised
+  # when the class count differs. Read only at a fresh start, never on
+  # resume. '': none.
   c.init_from = ''
   # A regex searched (re.search) in every parameter's path, as
   # 'conv1/conv/kernel' or 'inception_3a/b1x1/conv/kernel'; e.g.

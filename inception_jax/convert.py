@@ -20,7 +20,7 @@ to read the ``.pth`` file::
 
   python -m inception_jax.convert --torchvision=googlenet.pth --out=DIR
 
-writes a parameters-only checkpoint (`inception_jax.params_checkpoint`).
+writes a parameters-only checkpoint (`inception_jax.checkpoints.params`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from typing import Any, Mapping, Optional, Sequence, Tuple
 import jax
 import numpy as np
 
-from inception_jax import params_checkpoint
+from inception_jax import cli
 from inception_jax import paths
+from inception_jax.checkpoints import params
 from inception_jax.models import googlenet
 
 # Flax module names that differ from torchvision's attribute names. torchvision
@@ -289,14 +290,6 @@ def _sha256(path: str) -> str:
   return h.hexdigest()
 
 
-def _one_line(e: BaseException) -> str:
-  text = re.sub(r'\x1b\[[0-9;]*m', '', str(e)).strip().splitlines()
-  text = text[0] if text else ''
-  if len(text) > 300:
-    text = text[:297] + '...'
-  return f'{type(e).__name__}: {text}' if text else type(e).__name__
-
-
 def load_torch_state_dict(path: str) -> dict[str, Any]:
   """Reads a ``.pth`` state dict without executing code from it.
 
@@ -320,14 +313,14 @@ def load_torch_state_dict(path: str) -> dict[str, Any]:
     # exactly what must not be done with an untrusted file; keep its cause.
     m = re.search(r'WeightsUnpickler error:\s*(.*?)(?:\.\s|\n\n|$)', str(e),
                   re.S)
-    detail = ' '.join(m.group(1).split()) if m else _one_line(e)
+    detail = ' '.join(m.group(1).split()) if m else cli.one_line(e)
     raise ValueError(
         f'cannot load {path} as a PyTorch state dict: it holds more than '
         f'tensors or is not a PyTorch file ({detail}); save '
         'model.state_dict() with torch.save.') from None
   except Exception as e:  # pylint: disable=broad-except
     raise ValueError(f'cannot load {path} as a PyTorch state dict: '
-                     f'{_one_line(e)}') from None
+                     f'{cli.one_line(e)}') from None
   if not isinstance(obj, Mapping) or not all(
       isinstance(k, str) and hasattr(v, 'shape') for k, v in obj.items()):
     raise ValueError(
@@ -349,7 +342,7 @@ def convert_file(torchvision_path: str, out_dir: str, *, image_size: int = 224,
       'source_file': os.path.basename(torchvision_path),
       'source_sha256': _sha256(torchvision_path),
   }
-  out = params_checkpoint.save_params_checkpoint(
+  out = params.save(
       paths.resolve(out_dir), variables, googlenet.create_model(**kwargs),
       image_size=image_size,
       class_names=_imagenet_class_names(kwargs['num_classes']), extra=extra,
@@ -368,7 +361,6 @@ def main(argv: Sequence[str]) -> None:
 
 def define_flags() -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from inception_jax import cli  # pylint: disable=g-import-not-at-top
   cli.DEFINE_path('torchvision', None,
                   'torchvision googlenet state dict (.pth).')
   cli.DEFINE_path('out', None, 'checkpoint directory to write.')
@@ -383,5 +375,4 @@ def define_flags() -> None:
 
 
 if __name__ == '__main__':
-  from inception_jax import cli  # pylint: disable=g-import-not-at-top
   cli.run(main, define_flags)

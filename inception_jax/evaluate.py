@@ -7,7 +7,7 @@ r"""Evaluate any checkpoint with 1, 10 or 144 crops per image.
       --config=configs/imagenet.py:variant=torchvision
 
 `--workdir` evaluates a training run on its own data. `--checkpoint` takes
-any checkpoint `restore.load` reads, a parameters-only one included (an
+any checkpoint `inception_jax.load` reads, a parameters-only one included (an
 export, converted torchvision weights), against the data of `--config`
 (default: the config the checkpoint kept, if any). The preprocessing is the
 checkpoint's, not the data config's: its input size, and the normalisation
@@ -42,7 +42,7 @@ import jax
 from inception_jax import evaluator as evaluator_lib
 from inception_jax import mesh as mesh_lib
 from inception_jax import paths
-from inception_jax import restore
+from inception_jax.checkpoints import loader
 from inception_jax.data import datasets
 
 # Crops per image -> how many images a default batch holds, relative to the
@@ -86,7 +86,7 @@ TORCHVISION_PREPROCESSING = {'normalization': 'imagenet',
 PREPROCESSING_KEYS = ('normalization', 'eval_crop_fraction')
 
 
-def recorded_preprocessing(restored: restore.Restored) -> Dict[str, Any]:
+def recorded_preprocessing(restored: loader.Restored) -> Dict[str, Any]:
   """The data keys a checkpoint's weights expect at evaluation.
 
   Its input size always; the normalisation and crop fraction from the
@@ -95,7 +95,7 @@ def recorded_preprocessing(restored: restore.Restored) -> Dict[str, Any]:
   """
   out: Dict[str, Any] = {'image_size': restored.image_size}
   extra = restored.meta.get('extra') or {}
-  saved = restore.config_of(restored)
+  saved = loader.config_of(restored)
   if extra.get('preprocessing'):
     out.update({k: extra['preprocessing'][k] for k in PREPROCESSING_KEYS
                 if k in extra['preprocessing']})
@@ -116,7 +116,7 @@ def evaluate_checkpoint(workdir: str, *, crops: int = 1,
   """Restores the newest checkpoint under `workdir` and evaluates it.
 
   Args:
-    workdir: a training workdir, or any checkpoint `restore.load` reads.
+    workdir: a training workdir, or any checkpoint `inception_jax.load` reads.
     config: a training config whose ``data`` says what to evaluate on; None:
       the config the checkpoint kept. Its preprocessing keys are replaced by
       the checkpoint's (`recorded_preprocessing`).
@@ -128,9 +128,9 @@ def evaluate_checkpoint(workdir: str, *, crops: int = 1,
   if crops not in _CROP_COST:
     raise ValueError(f'--crops must be 1, 10 or 144, got {crops}.')
   workdir = paths.resolve(workdir)
-  restored = restore.load(workdir, polyak=True)
+  restored = loader.load(workdir, polyak=True)
   if config is None:
-    config = restore.config_of(restored)
+    config = loader.config_of(restored)
     if config is None:
       raise ValueError(
           f'{restored.path} records no training config, so the evaluation '
@@ -161,7 +161,7 @@ def evaluate_checkpoint(workdir: str, *, crops: int = 1,
     if restored.kind != 'train_state':
       raise ValueError(f'{restored.path} holds one set of weights; --raw '
                        'needs a training checkpoint.')
-    runs.append(('eval_raw', restore.load(restored.path, polyak=False)))
+    runs.append(('eval_raw', loader.load(restored.path, polyak=False)))
 
   start = time.time()
   metrics: Dict[str, Any] = {}

@@ -6,7 +6,7 @@ r"""Write a training checkpoint's weights as a parameters-only checkpoint.
 A training checkpoint also holds the optimiser state, the RNG and the input
 position (about three times the weights); what is shared or served needs only
 the variables and the description of the model. The result is the format of
-`inception_jax.params_checkpoint` (the torchvision converter's too), which
+`inception_jax.checkpoints.params` (the torchvision converter's too), which
 `inception_jax.load` reads like a training checkpoint. Its ``extra`` records
 the source step, which weights were taken, the evaluation preprocessing and
 the training config, so `predict` preprocesses exactly as before.
@@ -18,10 +18,10 @@ import json
 import os
 from typing import Sequence
 
-from inception_jax import params_checkpoint
 from inception_jax import paths
 from inception_jax import predict
-from inception_jax import restore
+from inception_jax.checkpoints import loader
+from inception_jax.checkpoints import params
 
 
 def export(checkpoint: str, out_dir: str, *, raw: bool = False,
@@ -36,8 +36,8 @@ def export(checkpoint: str, out_dir: str, *, raw: bool = False,
       one and not `overwrite`.
   """
   out_dir = paths.resolve(out_dir)
-  restored = restore.load(checkpoint, polyak=not raw)
-  config = restore.config_of(restored)
+  restored = loader.load(checkpoint, polyak=not raw)
+  config = loader.config_of(restored)
   prep = predict.preprocessing_of(restored)
   extra = dict((restored.meta.get('extra') or {})
                if restored.kind == 'params' else {})
@@ -54,7 +54,7 @@ def export(checkpoint: str, out_dir: str, *, raw: bool = False,
     extra['config'] = json.loads(config.to_json())
   if restored.kind == 'train_state':
     extra['dataset'] = restored.meta.get('dataset')
-  path = params_checkpoint.save_params_checkpoint(
+  path = params.save(
       out_dir, restored.variables, restored.model,
       image_size=restored.image_size, class_names=restored.class_names,
       extra=extra, overwrite=overwrite)

@@ -127,7 +127,7 @@ def create_optimizer(opt: ml_collections.ConfigDict,
   `freeze`, a regex (see `freeze_labels`), routes the parameters it matches
   to `optax.set_to_zero()`: their update is exactly zero, so they stay
   bit-identical, and they get neither momentum nor weight decay. '' keeps
-  the plain chain (and its state's layout, so older checkpoints resume).
+  the plain chain.
   """
   parts = []
   if opt.weight_decay:

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from inception_jax import restore
+from inception_jax.checkpoints import loader
 from inception_jax.data import preprocess as pixels
 from inception_jax.data.crops import center_crop_box
 from inception_jax.data.normalization import normalize
@@ -63,13 +63,13 @@ class Preprocessing:
   normalization: str
 
 
-def preprocessing_of(restored: restore.Restored) -> Preprocessing:
+def preprocessing_of(restored: loader.Restored) -> Preprocessing:
   """The evaluation preprocessing of the run that trained `restored`.
 
   Mirrors `EvalPreprocess.from_config`. A parameters-only checkpoint carries what `export` recorded, and
   the torchvision converter's checkpoints use torchvision's own.
   """
-  config = restore.config_of(restored)
+  config = loader.config_of(restored)
   if config is not None:
     data = config.data
     return Preprocessing(int(restored.image_size),
@@ -132,7 +132,7 @@ class Predictor:
   images compiles once.
   """
 
-  def __init__(self, restored: restore.Restored):
+  def __init__(self, restored: loader.Restored):
     self.restored = restored
     self.preprocessing = preprocessing_of(restored)
     model = restored.model
@@ -196,7 +196,7 @@ def run(checkpoint: str, paths: Sequence[str], *, top_k: int = 5,
   if failed:
     return 1
   try:
-    predictor = Predictor(restore.load(checkpoint, polyak=polyak))
+    predictor = Predictor(loader.load(checkpoint, polyak=polyak))
   except ValueError as e:
     print(f'error: {e}', file=err)
     return 1

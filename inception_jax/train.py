@@ -4,7 +4,7 @@ The driver reads top to bottom in sections: config, mesh, input, model,
 update, checkpoint, loop, end. Its parts live beside it: `mesh` (multi-host
 start-up, the device mesh, global batches, SIGTERM), `steps` (the jitted
 train and evaluation steps), `evaluator` (one split, every example counted
-once), `checkpointing` (Orbax, restore-or-init, the run's clock) and
+once), `checkpoints.manager` (Orbax, restore-or-init, the run's clock) and
 `metrics` (TensorBoard, metrics.jsonl, the progress line).
 
 Two seams let a notebook or a test change what the run sees without
@@ -29,15 +29,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from inception_jax import checkpointing
 from inception_jax import compile_cache
 from inception_jax import evaluator as evaluator_lib
-from inception_jax import finetune
 from inception_jax import mesh as mesh_lib
 from inception_jax import metrics as metrics_lib
 from inception_jax import paths
 from inception_jax import steps
 from inception_jax import workdir_lock
+from inception_jax.checkpoints import finetune
+from inception_jax.checkpoints import manager as checkpoint_manager
 from inception_jax.data import datasets
 from inception_jax.data import pipeline
 from inception_jax.models import googlenet
@@ -250,7 +250,7 @@ def _prepare(config, workdir: str):
 
 
 def _metadata(model, info, config) -> Dict[str, Any]:
-  """What a loader needs without the training code (`restore.load`)."""
+  """What a loader needs without the training code (`inception_jax.load`)."""
   return {'model': googlenet.model_kwargs(model),
           'image_size': config.data.image_size,
           'dataset': {'name': info.name, 'num_classes': info.num_classes,
@@ -298,7 +298,7 @@ def train_and_evaluate(
   lock = workdir_lock.acquire_for_run(workdir, is_primary)
   if is_primary:
     _write_config(workdir, config)
-  ckpt = checkpointing.Checkpoints(workdir, keep=config.keep_checkpoints)
+  ckpt = checkpoint_manager.Checkpoints(workdir, keep=config.keep_checkpoints)
   train_iter = make_train_iter(config.data, global_batch_size=config.batch_size,
                                seed=config.seed)
   init_args = dict(seed=config.seed, image_size=config.data.image_size,
@@ -309,8 +309,8 @@ def train_and_evaluate(
           steps.create_train_state(model, tx, **init_args),
           config.get('init_from')),
       abstract=lambda: steps.abstract_train_state(model, tx, **init_args),
-      train_iter=train_iter, worker_count=config.data.worker_count)
-  resumed, clock = clock is not None, clock or checkpointing.Clock()
+      train_iter=train_iter)
+  resumed, clock = clock is not None, clock or checkpoint_manager.Clock()
   start_step = int(jax.device_get(state.step))
   writer, progress, log = _logs(workdir, config, is_primary=is_primary,
                                 start_step=start_step, resumed=resumed,
@@ -402,7 +402,7 @@ def _loop(state, config, *, start_step: int, total_steps: int, train_iter,
 
 
 @contextlib.contextmanager
-def _stop_all_if_a_peer_is_lost(ckpt: checkpointing.Checkpoints, lock):
+def _stop_all_if_a_peer_is_lost(ckpt: checkpoint_manager.Checkpoints, lock):
   """With several processes, a failed collective means another process has
   gone (a host lost, killed, out of memory): raise `PeerLostError`, which
   names the checkpoint to resume from, instead of JAX's traceback."""
@@ -421,7 +421,7 @@ def _stop_all_if_a_peer_is_lost(ckpt: checkpointing.Checkpoints, lock):
 
 
 @contextlib.contextmanager
-def _drain_on_error(ckpt: checkpointing.Checkpoints):
+def _drain_on_error(ckpt: checkpoint_manager.Checkpoints):
   """On an error (a non-finite step), the last good save reaches the disk.
 
   Not when a collective failed with several processes: another process has
@@ -439,7 +439,7 @@ def _drain_on_error(ckpt: checkpointing.Checkpoints):
 
 
 def _logs(workdir: str, config, *, is_primary: bool, start_step: int,
-          resumed: bool, clock: checkpointing.Clock, total_steps: int,
+          resumed: bool, clock: checkpoint_manager.Clock, total_steps: int,
           steps_per_epoch: int):
   """The metric writer, the progress line and the step metrics' log."""
   writer = metrics_lib.create_writer(

@@ -64,18 +64,3 @@ class TrainState:
       return {'params': self.ema_params, **self.ema_model_state}
     return {'params': self.params, **self.model_state}
 
-
-def upgrade_state_dict(state: dict) -> dict:
-  """A saved state dict in today's layout.
-
-  Checkpoints written before `model_state` existed hold BatchNorm's
-  statistics as ``batch_stats`` / ``ema_batch_stats`` (``{}`` without
-  BatchNorm).
-  """
-  state = dict(state)
-  for old, new in (('batch_stats', 'model_state'),
-                   ('ema_batch_stats', 'ema_model_state')):
-    if old in state and new not in state:
-      stats = state.pop(old)
-      state[new] = {'batch_stats': stats} if stats else {}
-  return state

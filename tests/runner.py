@@ -34,10 +34,10 @@ import time
 from absl import flags
 import numpy as np
 
-from inception_jax import checkpointing
 from inception_jax import cli
 from inception_jax import main as main_lib
 from inception_jax.data import pipeline
+from inception_jax.data import position
 
 FLAGS = flags.FLAGS
 
@@ -90,7 +90,7 @@ class PairedInput:
     return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
 
   def get_state(self):
-    return json.dumps([checkpointing.iterator_state_to_text(it.get_state())
+    return json.dumps([position.iterator_state_to_text(it.get_state())
                        for it in self.iterators])
 
   def set_state(self, state):

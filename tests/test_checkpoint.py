@@ -1,5 +1,6 @@
 """Saving and resuming: exact resume after SIGKILL and SIGTERM, the saved
-layout, old layouts, and resumes that must be refused.
+layout, copies without Orbax's commit markers, and resumes that must be
+refused.
 
 The uninterrupted reference is the session's shared `tiny_run` (6 steps,
 checkpoints at 3 and 6). Crashes run in subprocesses through the trainer's
@@ -12,18 +13,16 @@ import shutil
 import signal
 
 import flax
-import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from inception_jax import checkpointing
-from inception_jax import restore
 from inception_jax import train
-from inception_jax.data import pipeline
+from inception_jax.checkpoints import layout
+from inception_jax.checkpoints import loader
+from inception_jax.checkpoints import manager
 from tests.helpers import (TINY_CONFIG, assert_trees_equal, restore_state,
                            run_main, run_python, saved_steps, tiny_config)
-from tests.runner import InputWrapper
 
 
 def test_sigkill_then_resume_is_bit_identical(tiny_run, tmp_path):
@@ -58,8 +57,7 @@ def test_sigkill_then_resume_is_bit_identical(tiny_run, tmp_path):
   # The clock continues from the checkpoint's: the resumed session's records
   # start after the killed session's time at step 3, and the summary counts
   # both sessions.
-  clock = checkpointing.Clock.from_json(
-      restore.load(workdir).meta['clock'])
+  clock = manager.Clock.from_json(loader.load(workdir).meta['clock'])
   assert clock.examples_seen == 6 * 16
   walls = [r['wall_time_sec'] for r in b]
   assert walls == sorted(walls) and walls[0] > 0
@@ -73,11 +71,11 @@ def test_checkpoint_contents(tiny_run):
   assert 'process_0-of-1.json' in os.listdir(
       os.path.join(step_dir, 'data_iterator'))
   with ocp.CheckpointManager(os.path.join(tiny_run, 'checkpoints'),
-                             item_names=checkpointing.ITEMS) as mngr:
+                             item_names=layout.ITEMS) as mngr:
     restored = mngr.restore(6, args=ocp.args.Composite(
         metadata=ocp.args.JsonRestore(), config=ocp.args.JsonRestore()))
   meta = restored['metadata']
-  assert meta['format'] == checkpointing.FORMAT and meta['step'] == 6
+  assert meta['format'] == layout.FORMAT and meta['step'] == 6
   assert meta['model']['num_classes'] == 10
   assert meta['model']['width'] == 0.0625
   assert meta['model']['dtype'] == 'float32'
@@ -90,39 +88,6 @@ def test_checkpoint_contents(tiny_run):
                         'ema_params', 'ema_model_state', 'rng',
                         'nonfinite_steps'}
   assert set(state['model_state']) == {'batch_stats'}
-
-
-def _write_legacy_layout(workdir, step):
-  """Rewrites a step's state as checkpoints from before model_state were."""
-  state_dir = os.path.join(workdir, 'checkpoints', str(step), 'state')
-  state = restore_state(workdir, step)
-  for new, old in (('model_state', 'batch_stats'),
-                   ('ema_model_state', 'ema_batch_stats')):
-    state[old] = state.pop(new).get('batch_stats', {})
-  shutil.rmtree(state_dir)
-  with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(state_dir, state)
-  return state
-
-
-def test_checkpoints_of_the_old_layout_load_and_resume(tiny_run, tmp_path):
-  runs = {}
-  for name in ('legacy', 'current'):
-    workdir = runs[name] = str(tmp_path / name)
-    shutil.copytree(tiny_run, workdir)
-    os.remove(os.path.join(workdir, 'summary.json'))
-    shutil.rmtree(os.path.join(workdir, 'checkpoints', '6'))
-  legacy = _write_legacy_layout(runs['legacy'], 3)
-
-  loaded = restore.load(runs['legacy'])
-  assert loaded.step == 3
-  assert_trees_equal(jax.device_get(loaded.variables),
-                     {'params': legacy['ema_params'],
-                      'batch_stats': legacy['ema_batch_stats']})
-  for workdir in runs.values():
-    assert train.train_and_evaluate(tiny_config(), workdir)['step'] == 6
-  assert_trees_equal(restore_state(runs['current'], 6),
-                     restore_state(runs['legacy'], 6))
 
 
 def test_architecture_mismatch_is_a_clear_error(tiny_run, tmp_path):
@@ -168,8 +133,8 @@ def test_sigterm_saves_and_returns(tmp_path):
 
 def _remove_commit_markers(workdir):
   for root, _, files in os.walk(os.path.join(workdir, 'checkpoints')):
-    if checkpointing.COMMIT_MARKER in files:
-      os.remove(os.path.join(root, checkpointing.COMMIT_MARKER))
+    if layout.COMMIT_MARKER in files:
+      os.remove(os.path.join(root, layout.COMMIT_MARKER))
 
 
 def test_a_copy_without_commit_markers_resumes_once_checked(tiny_run,
@@ -183,7 +148,7 @@ def test_a_copy_without_commit_markers_resumes_once_checked(tiny_run,
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert 'Resuming from the checkpoint at step 3' in resumed.stdout
   assert 'had no commit marker' in resumed.stderr
-  assert (workdir / 'checkpoints' / '3' / checkpointing.COMMIT_MARKER).exists()
+  assert (workdir / 'checkpoints' / '3' / layout.COMMIT_MARKER).exists()
   assert_trees_equal(restore_state(tiny_run, 6), restore_state(workdir, 6))
 
 
@@ -201,36 +166,8 @@ def test_a_truncated_copy_without_commit_markers_is_refused(tiny_run,
                             'and is incomplete (data_iterator/')
   assert '\n' not in message
   assert saved_steps(workdir) == [3, 6]
-
-
-def test_an_older_input_position_continues_at_the_saved_step(tiny_run,
-                                                             tmp_path):
-  """A checkpoint whose input state is grain's per-process JSON (runs from
-  before the global order) resumes at its step of today's order."""
-  workdir = str(tmp_path / 'run')
-  shutil.copytree(tiny_run, workdir)
-  old = os.path.join(workdir, 'checkpoints', '6', 'data_iterator',
-                     'process_0-of-1.json')
-  with open(old, 'w') as f:
-    json.dump({'version': 2, 'last_seen_indices': {'0': 95},
-               'last_worker_index': -1, 'worker_count': 0,
-               'sampler': 'IndexSampler(...)', 'data_source': '...'}, f)
-  config = tiny_config(total_steps=7)
-  seen = []
-
-  class Recorded(InputWrapper):
-    def __next__(self):
-      seen.append(next(self.iterator))
-      return seen[-1]
-
-  def make_train_iter(*args, **kwargs):
-    return Recorded(pipeline.create_train_iterator(*args, **kwargs))
-
-  assert train.train_and_evaluate(
-      config, workdir, make_train_iter=make_train_iter)['step'] == 7
-  reference = pipeline.create_train_iterator(
-      config.data, global_batch_size=config.batch_size, seed=config.seed)
-  for _ in range(6):
-    next(reference)
-  assert len(seen) == 1
-  assert_trees_equal(seen[0], next(reference))
+  assert not (workdir / 'checkpoints' / '3' / layout.COMMIT_MARKER).exists()
+  # The loader's newest step is the trainer's: the same copy is refused.
+  with pytest.raises(ValueError, match='has no commit marker and is '
+                     'incomplete \\(data_iterator/'):
+    loader.load(workdir)

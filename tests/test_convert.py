@@ -7,7 +7,6 @@ transposed kernel or an unpermuted aux fc1 all show up as large errors).
 """
 
 import functools
-import json
 import pathlib
 import subprocess
 import sys
@@ -21,7 +20,8 @@ torch = pytest.importorskip('torch')
 torchvision = pytest.importorskip('torchvision')
 
 from inception_jax import convert  # pylint: disable=g-import-not-at-top
-from inception_jax import params_checkpoint
+from inception_jax.checkpoints import loader
+from inception_jax.checkpoints import params
 from inception_jax.models import create_model
 from inception_jax.models import googlenet
 
@@ -228,7 +228,8 @@ def test_convert_file_end_to_end(reference, converted, tmp_path):
   out = tmp_path / 'ckpt'
   convert.convert_file(str(pth), str(out))
 
-  model, variables, meta = params_checkpoint.load_params_checkpoint(out)
+  restored = loader.load(out)
+  model, variables, meta = restored.model, restored.variables, restored.meta
   assert meta['format'] == 'inception_jax.params/1'
   assert meta['image_size'] == 224
   assert meta['model']['dtype'] == 'float32'
@@ -265,7 +266,7 @@ def test_unloadable_file_is_one_line_error(tmp_path, content):
 def test_load_empty_dir_is_a_clear_error(tmp_path):
   with pytest.raises(ValueError, match='not an inception_jax parameters '
                      'checkpoint') as e:
-    params_checkpoint.load_params_checkpoint(tmp_path)
+    params.read_meta(tmp_path)
   assert str(tmp_path) in str(e.value) and '\n' not in str(e.value)
 
 
@@ -277,36 +278,30 @@ def test_sharded_variables_load_on_one_device(tmp_path):
       'params': {'w': jax.device_put(jnp.arange(16.0).reshape(8, 2), sharded)},
       'batch_stats': {'m': jnp.ones((3,), jnp.float32)},
   }
-  params_checkpoint.save_params_checkpoint(
+  params.save(
       tmp_path / 'c', variables,
       create_model(num_classes=2, dtype=jnp.bfloat16),
       image_size=64, class_names=['a', 'b'], extra={'note': 1})
-  model, restored, meta = params_checkpoint.load_params_checkpoint(
-      tmp_path / 'c')
-  assert model.dtype == jnp.bfloat16 and model.num_classes == 2
-  assert meta['class_names'] == ['a', 'b'] and meta['extra'] == {'note': 1}
-  w = restored['params']['w']
+  restored = loader.load(tmp_path / 'c')
+  assert restored.model.dtype == jnp.bfloat16
+  assert restored.model.num_classes == 2
+  assert restored.class_names == ('a', 'b')
+  assert restored.meta['extra'] == {'note': 1}
+  w = restored.variables['params']['w']
   assert len(w.sharding.device_set) == 1
   np.testing.assert_array_equal(w, np.arange(16.0).reshape(8, 2))
-
-  # Checkpoints written before the key was 'model' still load.
-  meta_path = tmp_path / 'c' / params_checkpoint.META_FILE
-  old_meta = json.loads(meta_path.read_text())
-  old_meta['model_kwargs'] = old_meta.pop('model')
-  meta_path.write_text(json.dumps(old_meta))
-  assert params_checkpoint.load_params_checkpoint(tmp_path / 'c')[0] == model
 
 
 def test_bad_metadata_rejected_before_writing(tmp_path):
   with pytest.raises(ValueError, match='3 class names'):
-    params_checkpoint.save_params_checkpoint(
+    params.save(
         tmp_path / 'c', {}, create_model(num_classes=2), image_size=64,
         class_names=['a', 'b', 'c'])
   assert not (tmp_path / 'c').exists()
 
 
 def test_modules_do_not_import_torch_or_tensorflow():
-  code = ('import sys, inception_jax.convert, inception_jax.params_checkpoint; '
+  code = ('import sys, inception_jax.convert, inception_jax.checkpoints.loader; '
           "bad = [m for m in ('torch', 'tensorflow') if m in sys.modules]; "
           'assert not bad, bad')
   subprocess.run([sys.executable, '-c', code], check=True,

@@ -22,6 +22,7 @@ from inception_jax.data import config as data_config
 from inception_jax.data import datasets
 from inception_jax.data import fashion_mnist
 from inception_jax.data import pipeline
+from inception_jax.data import position
 from tests.helpers import tar_bytes
 
 FMNIST_DIR = '/usr/share/datasets/fashion-mnist'
@@ -154,6 +155,11 @@ def test_resumed_iteration_equals_uninterrupted(fmnist_cfg):
     got = next(resumed)
     np.testing.assert_array_equal(got['image'], want['image'])
     np.testing.assert_array_equal(got['label'], want['label'])
+  # The state is an input position, as text or as bytes (grain's own
+  # iterators' kind); another iterator's state is refused in one line.
+  assert position.input_position(state.encode())['examples'] == 3 * 4
+  with pytest.raises(ValueError, match='not an input position'):
+    resumed.set_state('{"version": 2, "last_seen_indices": {"0": 95}}')
   # A different seed gives a different order.
   other = pipeline.create_train_iterator(fmnist_cfg, **{**kwargs, 'seed': 8})
   assert not np.array_equal(next(other)['image'],

@@ -17,7 +17,7 @@ import torchvision
 from configs import imagenet
 from inception_jax import convert
 from inception_jax import evaluate
-from inception_jax import restore
+from inception_jax.checkpoints import loader
 from inception_jax.data import pipeline
 from tests.helpers import tar_bytes
 
@@ -73,7 +73,7 @@ def test_converted_weights_evaluate_like_torchvision(tiny_imagenet,
   config.data.normalization = 'minus_one_one'
   config.data.eval_crop_fraction = 1.0
   config.data.image_size = 96
-  restored = restore.load(checkpoint)
+  restored = loader.load(checkpoint)
   assert evaluate.recorded_preprocessing(restored) == {
       'image_size': 224, 'normalization': 'imagenet',
       'eval_crop_fraction': 0.875}

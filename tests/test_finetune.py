@@ -13,12 +13,12 @@ import numpy as np
 import optax
 import pytest
 
-from inception_jax import finetune
 from inception_jax import mesh as mesh_lib
 from inception_jax import optim
-from inception_jax import restore
 from inception_jax import steps
 from inception_jax import train
+from inception_jax.checkpoints import finetune
+from inception_jax.checkpoints import loader
 from inception_jax.models import googlenet
 from tests.helpers import FAST_COMPILE, restore_state, tiny_config
 
@@ -40,7 +40,7 @@ def _variables(state, polyak=False):
 
 
 def test_init_from_loads_every_variable_of_the_same_model(tiny_run):
-  source = restore.load(tiny_run)
+  source = loader.load(tiny_run)
   fresh = _fresh_state(source.model)
   state = finetune.init_from(fresh, tiny_run)
   want = _flat(source.variables)
@@ -55,7 +55,7 @@ def test_init_from_loads_every_variable_of_the_same_model(tiny_run):
 
 
 def test_heads_are_reinitialised_for_another_class_count(tiny_run):
-  source = restore.load(tiny_run)
+  source = loader.load(tiny_run)
   model = googlenet.create_model(**dict(source.meta['model'], num_classes=3))
   fresh = _fresh_state(model)
   state = finetune.init_from(fresh, tiny_run)
@@ -74,7 +74,7 @@ def test_heads_are_reinitialised_for_another_class_count(tiny_run):
 
 
 def test_a_mismatch_outside_the_heads_is_one_line_naming_it(tiny_run):
-  source = restore.load(tiny_run)
+  source = loader.load(tiny_run)
   model = googlenet.create_model(**dict(source.meta['model'], width=0.125))
   with pytest.raises(ValueError) as e:
     finetune.init_from(_fresh_state(model), tiny_run)
@@ -101,7 +101,7 @@ def test_frozen_fine_tuning_resumes_without_the_source(tiny_run, tmp_path):
   """Frozen weights stay bit-identical; a resume never rereads init_from."""
   source_dir = tmp_path / 'source'
   shutil.copytree(tiny_run, source_dir)
-  want = _flat(restore.load(str(source_dir)).variables['params'])
+  want = _flat(loader.load(str(source_dir)).variables['params'])
   workdir = str(tmp_path / 'finetune')
   freeze = '^(conv|inception_3)'
 

@@ -5,6 +5,7 @@ simulated devices (tests/conftest.py); everything else reads its checkpoint,
 some of it in subprocesses that see a single device.
 """
 
+import contextlib
 import gzip
 import io
 import json
@@ -23,7 +24,8 @@ import pytest
 
 from inception_jax import export as export_lib
 from inception_jax import predict
-from inception_jax import restore
+from inception_jax.checkpoints import layout
+from inception_jax.checkpoints import loader
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
@@ -58,6 +60,25 @@ def _flat(tree):
   return flax.traverse_util.flatten_dict(jax.device_get(tree), sep='/')
 
 
+@contextlib.contextmanager
+def _traces_of(fun_name):
+  """Counts the times JAX traces `fun_name` (once per new input signature:
+  every compilation, the persistent cache's hits included, starts so)."""
+  count = [0]
+
+  def listener(event, duration, **kwargs):
+    del duration
+    if (event == '/jax/core/compile/jaxpr_trace_duration' and
+        kwargs.get('fun_name') == fun_name):
+      count[0] += 1
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    yield count
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+
+
 def _assert_trees_equal(a, b):
   a, b = _flat(a), _flat(b)
   assert sorted(a) == sorted(b)
@@ -86,7 +107,7 @@ def saved_state(workdir):
 
 
 def test_load_reads_the_polyak_and_raw_weights(workdir, saved_state):
-  restored = restore.load(workdir)
+  restored = loader.load(workdir)
   assert restored.step == 6 and restored.kind == 'train_state'
   assert restored.image_size == 32
   assert restored.class_names[0] == 'T-shirt/top'
@@ -95,7 +116,7 @@ def test_load_reads_the_polyak_and_raw_weights(workdir, saved_state):
   _assert_trees_equal(restored.variables,
                       {'params': saved_state['ema_params'],
                        'batch_stats': saved_state['ema_model_state']['batch_stats']})
-  raw = restore.load(os.path.join(workdir, 'checkpoints'), polyak=False)
+  raw = loader.load(os.path.join(workdir, 'checkpoints'), polyak=False)
   _assert_trees_equal(raw.variables,
                       {'params': saved_state['params'],
                        'batch_stats': saved_state['model_state']['batch_stats']})
@@ -103,7 +124,7 @@ def test_load_reads_the_polyak_and_raw_weights(workdir, saved_state):
   leaf = jax.tree.leaves(restored.variables)[0]
   assert len(leaf.sharding.device_set) == 1
   # A step directory is a checkpoint too.
-  step3 = restore.load(os.path.join(workdir, 'checkpoints', '3'))
+  step3 = loader.load(os.path.join(workdir, 'checkpoints', '3'))
   assert step3.step == 3
 
 
@@ -115,7 +136,7 @@ def test_restore_on_one_device_is_bitwise_and_light(workdir, saved_state,
       import sys
       import flax, jax, numpy as np
       import inception_jax
-      assert 'inception_jax.restore' not in sys.modules
+      assert 'inception_jax.checkpoints.loader' not in sys.modules
       restored = inception_jax.load({workdir!r})
       assert jax.device_count() == 1, jax.devices()
       from inception_jax import predict  # what a Colab imports next
@@ -147,10 +168,10 @@ def test_half_written_checkpoint_is_skipped_with_a_warning(workdir, tmp_path):
   shutil.copytree(checkpoints / '6' / 'metadata', partial / 'metadata')
   (partial / 'state').mkdir()
   with pytest.warns(UserWarning, match='incomplete checkpoint .*9.orbax'):
-    restored = restore.load(tmp_path)
+    restored = loader.load(tmp_path)
   assert restored.step == 6
   with pytest.raises(ValueError, match='incomplete'):
-    restore.load(partial)
+    loader.load(partial)
 
 
 def test_a_path_without_checkpoint_is_a_one_line_error(tmp_path):
@@ -158,7 +179,7 @@ def test_a_path_without_checkpoint_is_a_one_line_error(tmp_path):
   for path, message in ((tmp_path, 'No checkpoint in'),
                         (tmp_path / 'missing', 'does not exist')):
     with pytest.raises(ValueError, match=message) as error:
-      restore.load(path)
+      loader.load(path)
     assert '\n' not in str(error.value)
 
 
@@ -172,11 +193,11 @@ def test_truncated_files_give_a_clear_error(workdir, tmp_path):
         with open(path, 'r+b') as f:
           f.truncate(os.path.getsize(path) // 2)
   with pytest.raises(ValueError, match='truncated or corrupt'):
-    restore.load(step)
+    loader.load(step)
   metadata = step / 'metadata' / 'metadata'
   metadata.write_text(metadata.read_text()[:20])
   with pytest.raises(ValueError, match='truncated or corrupt'):
-    restore.load(step)
+    loader.load(step)
 
 
 def test_export_then_load_round_trip(workdir, tmp_path):
@@ -184,8 +205,8 @@ def test_export_then_load_round_trip(workdir, tmp_path):
     out = tmp_path / ('raw' if raw else 'polyak')
     export_lib.export(workdir, str(out), raw=raw)
     assert (out / 'model.json').exists()
-    original = restore.load(workdir, polyak=not raw)
-    exported = restore.load(out)
+    original = loader.load(workdir, polyak=not raw)
+    exported = loader.load(out)
     assert exported.kind == 'params' and exported.config is None
     _assert_trees_equal(exported.variables, original.variables)
     assert exported.model == original.model
@@ -212,7 +233,7 @@ def test_predict_agrees_with_batched_evaluation(workdir, tmp_path):
   from inception_jax.data import datasets
   # pylint: enable=g-import-not-at-top
 
-  restored = restore.load(workdir)
+  restored = loader.load(workdir)
   data_cfg = restored.config.data
   split = 'test[:8]'
   # The batched path: the trainer's evaluation input and the same weights.
@@ -267,24 +288,26 @@ def test_predict_names_missing_and_non_image_files(workdir, tmp_path):
 
 
 def test_predictor_compiles_once_per_input_shape(workdir):
-  predictor = predict.Predictor(restore.load(workdir))
+  predictor = predict.Predictor(loader.load(workdir))
   images = [np.full((28, 28, 1), v, np.uint8) for v in (0, 128)]
-  first = predictor.top_k(images)
-  again = predictor.top_k(images[::-1])
+  with _traces_of('probabilities') as traces:
+    first = predictor.top_k(images)
+    again = predictor.top_k(images[::-1])
   for a, b in zip(first, again[::-1]):
     assert [name for name, _ in a] == [name for name, _ in b]
     np.testing.assert_allclose([p for _, p in a], [p for _, p in b],
                                rtol=1e-5)
   assert len(first[0]) == 5
-  assert predictor._probabilities._cache_size() == 1
+  assert traces[0] == 1
 
 
 def test_evaluate_counts_every_example_and_compiles_once(workdir):
   from inception_jax import evaluate  # pylint: disable=g-import-not-at-top
-  result = evaluate.evaluate_checkpoint(workdir, crops=1, split='test[:37]',
-                                        batch_size=16)
+  with _traces_of('eval_step') as traces:
+    result = evaluate.evaluate_checkpoint(workdir, crops=1, split='test[:37]',
+                                          batch_size=16)
   assert result.metrics['eval/num_examples'] == 37
-  assert result.eval_step._cache_size() == 1  # 3 batches, the last padded
+  assert traces[0] == 1  # 3 batches, the last padded
   assert result.path == os.path.join(workdir, 'eval_test_37_1crop.json')
   with open(result.path) as f:
     written = json.load(f)
@@ -353,33 +376,34 @@ def _truncate_state_data(step_dir):
           f.truncate(os.path.getsize(path) // 2)
 
 
-def test_a_copy_without_commit_markers_loads_once_checked(workdir, tmp_path,
-                                                          monkeypatch):
+def test_a_copy_without_commit_markers_loads_once_checked(workdir, tmp_path):
   checkpoints = _copy_without_commit_markers(workdir, tmp_path / 'copy')
-  original = restore.load(workdir)
-  # Read as a bucket is: Orbax commits there by the marker alone, so its own
-  # check calls the copy incomplete.
-  from orbax.checkpoint._src.path import gcs_utils  # pylint: disable=g-import-not-at-top
-  bucket = str(tmp_path / 'copy')
-  real_is_gcs_path = gcs_utils.is_gcs_path
-  monkeypatch.setattr(gcs_utils, 'is_gcs_path', lambda p: (
-      p.as_posix().startswith(bucket) or real_is_gcs_path(p)))
-  assert not ocp.step.is_path_finalized(checkpoints / '6')
-  loaded = restore.load(tmp_path / 'copy')
+  original = loader.load(workdir)
+  loaded = loader.load(tmp_path / 'copy')
   assert loaded.step == 6
   _assert_trees_equal(loaded.variables, original.variables)
+  assert not (checkpoints / '6' / layout.COMMIT_MARKER).exists()  # read-only
 
-  # A truncated unmarked step: skipped with a warning naming it when the
-  # newest is looked for, refused by name when asked for.
+  # A truncated unmarked step. Where a save commits by its marker (gs://,
+  # Orbax's commit-file mode) it may be one still being written: skipped,
+  # with a warning naming it. On a local disk, where Orbax would read it as
+  # a finished step, it is a broken copy: refused by name, by `load` as by
+  # the trainer (tests/test_checkpoint.py).
   _truncate_state_data(checkpoints / '6')
+  as_on_gcs = ocp.options.AtomicityOptions(
+      mode=ocp.options.AtomicityMode.COMMIT_FILE)
   with pytest.warns(UserWarning, match=f'{checkpoints / "6"} has no commit '
                     'marker and is incomplete \\(state/: '):
-    assert restore.load(tmp_path / 'copy').step == 3
-  with pytest.raises(ValueError) as error:
-    restore.load(checkpoints / '6')
-  message = str(error.value)
-  assert str(checkpoints / '6') in message and '\n' not in message
+    assert (layout.newest_step(checkpoints, atomicity=as_on_gcs) ==
+            checkpoints / '3')
+  for path in (tmp_path / 'copy', checkpoints / '6'):
+    with pytest.raises(ValueError) as error:
+      loader.load(path)
+    message = str(error.value)
+    assert message.startswith(f'the checkpoint {checkpoints / "6"} has no '
+                              'commit marker and is incomplete (state/: ')
+    assert '\n' not in message
   # An item missing altogether.
   shutil.rmtree(checkpoints / '3' / 'config')
   with pytest.raises(ValueError, match='incomplete \\(config/: missing\\)'):
-    restore.load(checkpoints / '3')
+    loader.load(checkpoints / '3')

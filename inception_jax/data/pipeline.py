@@ -34,8 +34,8 @@ import grain.python as grain
 import jax
 import numpy as np
 
-from inception_jax import checkpointing
 from inception_jax.data import datasets
+from inception_jax.data import position
 from inception_jax.data import transforms
 
 Batch = Dict[str, np.ndarray]
@@ -190,7 +190,7 @@ class TrainIterator:
 
   def get_state(self) -> str:
     return json.dumps({
-        'format': checkpointing.INPUT_POSITION_FORMAT,
+        'format': position.INPUT_POSITION_FORMAT,
         'examples': self._examples, 'seed': self._seed,
         'num_records': len(self._source),
         'global_batch_size': self._global_batch,
@@ -198,10 +198,10 @@ class TrainIterator:
     })
 
   def set_state(self, state) -> None:
-    saved = json.loads(checkpointing.iterator_state_to_text(state))
-    if saved.get('format') != checkpointing.INPUT_POSITION_FORMAT:
+    saved = position.input_position(state)
+    if saved is None:
       raise ValueError(f'not an input position of this pipeline: '
-                       f'{str(saved)[:100]}')
+                       f'{position.iterator_state_to_text(state)[:100]}')
     for key, value in (('seed', self._seed),
                        ('num_records', len(self._source))):
       if saved[key] != value:

@@ -1,6 +1,6 @@
 """Fine-tuning: a fresh run's variables initialised from another checkpoint.
 
-``--config.init_from=PATH`` names any checkpoint `restore.load` reads: a
+``--config.init_from=PATH`` names any checkpoint `inception_jax.load` reads: a
 training workdir (its newest step, Polyak-averaged weights), one step of it,
 an export, or a torchvision checkpoint converted by `inception_jax.convert`.
 The trainer calls `init_from` once, on the freshly initialised state of a
@@ -29,7 +29,7 @@ from flax import traverse_util
 import jax
 import numpy as np
 
-from inception_jax import restore
+from inception_jax.checkpoints import loader
 from inception_jax.models import googlenet
 
 # The layers whose shape follows the class count; the whole head is
@@ -147,7 +147,7 @@ def init_from(state, path: Optional[str]):
   """
   if not path:
     return state
-  restored = restore.load(path)
+  restored = loader.load(path)
   merged, report = merge(
       jax.device_get({'params': state.params, **state.model_state}),
       dict(restored.variables), where=restored.path)

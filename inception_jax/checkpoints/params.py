@@ -1,9 +1,10 @@
 """Parameters-only checkpoints: a model's variables plus what rebuilds it.
 
-A training checkpoint holds optimizer state, step counters and whatever the
+A training checkpoint holds optimiser state, step counters and whatever the
 trainer needs to resume; serving, evaluation and weight conversion need only
 the variables and enough description to rebuild the module around them. This
-format is that smaller thing::
+format is that smaller thing (written by `inception_jax.export` and by the
+torchvision converter, read by `inception_jax.load`)::
 
   out_dir/
     model.json   {"format": "inception_jax.params/1", "model": {...},
@@ -13,23 +14,17 @@ format is that smaller thing::
 
 ``model`` holds exactly the keyword arguments of
 `inception_jax.models.create_model` (every one of them, defaults filled in, so
-a later change of a default does not change what an old checkpoint means),
-under the same key as in a training checkpoint's metadata. (Checkpoints
-written before that call it ``model_kwargs``; they still load.)
-``model.json`` is written last: its presence marks a complete checkpoint.
-
-Restoring uses the shapes and dtypes recorded in the checkpoint and puts every
-array on one local device, so a checkpoint written from an 8-device mesh loads
-on a laptop. Nothing here imports TensorFlow or PyTorch.
+a later change of a default does not change what a checkpoint means), under
+the same key as in a training checkpoint's metadata. ``model.json`` is
+written last: its presence marks a complete checkpoint.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Optional, Sequence, Tuple
+from typing import Any, Mapping, Optional, Sequence
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
@@ -41,17 +36,11 @@ META_FILE = 'model.json'
 VARIABLES_DIR = 'variables'
 
 
-def _as_path(path: epath.PathLike) -> epath.Path:
-  return epath.Path(paths.resolve(path))
-
-
-def save_params_checkpoint(out_dir: epath.PathLike,
-                           variables: Mapping[str, Any],
-                           model: googlenet.GoogLeNet, *,
-                           image_size: int,
-                           class_names: Optional[Sequence[str]] = None,
-                           extra: Optional[Mapping[str, Any]] = None,
-                           overwrite: bool = False) -> epath.Path:
+def save(out_dir: epath.PathLike, variables: Mapping[str, Any],
+         model: googlenet.GoogLeNet, *, image_size: int,
+         class_names: Optional[Sequence[str]] = None,
+         extra: Optional[Mapping[str, Any]] = None,
+         overwrite: bool = False) -> epath.Path:
   """Writes `variables` and the description of their model to `out_dir`.
 
   Collective under multi-process JAX (Orbax writes from every process);
@@ -96,7 +85,7 @@ def save_params_checkpoint(out_dir: epath.PathLike,
     raise ValueError(f'checkpoint metadata is not JSON-serialisable: {e}'
                      ) from None
 
-  out = _as_path(out_dir)
+  out = epath.Path(paths.resolve(out_dir))
   var_dir = out / VARIABLES_DIR
   meta_path = out / META_FILE
   if not overwrite and (var_dir.exists() or meta_path.exists()):
@@ -121,12 +110,12 @@ def _not_a_checkpoint(path: epath.Path, why: str) -> ValueError:
   return ValueError(
       f'{path} is not an inception_jax parameters checkpoint ({why}): expected '
       f'{META_FILE} with "format": "{FORMAT}" and an Orbax {VARIABLES_DIR}/ '
-      'directory, as written by save_params_checkpoint.')
+      'directory, as written by inception_jax.export.')
 
 
 def read_meta(path: epath.PathLike) -> dict[str, Any]:
   """Reads and checks ``model.json`` of the checkpoint at `path`."""
-  path = _as_path(path)
+  path = epath.Path(paths.resolve(path))
   meta_path = path / META_FILE
   if not path.is_dir():
     raise _not_a_checkpoint(path, 'no such directory')
@@ -139,50 +128,8 @@ def read_meta(path: epath.PathLike) -> dict[str, Any]:
   if not isinstance(meta, dict) or meta.get('format') != FORMAT:
     got = meta.get('format') if isinstance(meta, dict) else None
     raise _not_a_checkpoint(path, f'format is {got!r}')
-  if 'model' not in meta and 'model_kwargs' in meta:
-    meta['model'] = meta.pop('model_kwargs')
   if not isinstance(meta.get('model'), dict):
     raise _not_a_checkpoint(path, 'no model arguments')
   if not (path / VARIABLES_DIR).is_dir():
     raise _not_a_checkpoint(path, f'no {VARIABLES_DIR}/ directory')
   return meta
-
-
-def load_params_checkpoint(
-    path: epath.PathLike
-) -> Tuple[googlenet.GoogLeNet, dict[str, Any], dict[str, Any]]:
-  """Loads a checkpoint written by `save_params_checkpoint`.
-
-  The arrays are restored from the shapes and dtypes saved with them onto the
-  first local device, whatever sharding they were saved with; reshard them
-  with `jax.device_put` if needed.
-
-  Returns:
-    ``(model, variables, meta)``: the rebuilt module, ``{'params': ...,
-    'batch_stats': ...}``, and the parsed ``model.json``.
-
-  Raises:
-    ValueError: `path` holds no such checkpoint, or its model arguments no
-      longer build a model.
-  """
-  path = _as_path(path)
-  meta = read_meta(path)
-  try:
-    model = googlenet.create_model(**meta['model'])
-  except (TypeError, ValueError) as e:
-    raise ValueError(
-        f'{path / META_FILE}: its model arguments do not build a model: '
-        f'{e}') from None
-
-  var_dir = path / VARIABLES_DIR
-  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  with ocp.StandardCheckpointer() as ckptr:
-    tree_meta = ckptr.metadata(var_dir).item_metadata
-    if tree_meta is None:
-      raise _not_a_checkpoint(path, f'{VARIABLES_DIR}/ has no Orbax metadata')
-    tree_meta = getattr(tree_meta, 'tree', tree_meta)
-    target = jax.tree.map(
-        lambda m: jax.ShapeDtypeStruct(tuple(m.shape), np.dtype(m.dtype),
-                                       sharding=sharding), tree_meta)
-    variables = ckptr.restore(var_dir, target)
-  return model, variables, meta
