@@ -34,7 +34,9 @@ timed runs of ``--steps`` steps each, every run ended by
 ``block_until_ready``; the figure is the median run. With ``--peer=torchvision``
 torchvision's ``googlenet(weights=None, aux_logits=True, init_weights=False)``
 runs in the same process with its best ordinary settings (channels_last on
-CPU; bf16 autocast, channels_last and ``torch.compile`` on GPU), and the timed
+CPU; bf16 autocast, channels_last and ``torch.compile`` on GPU), trained by
+`TorchTrainStep`: the same loss, optimiser (SGD momentum, the same coupled L2
+decay on the same weights), Polyak average and finite guard as ours. The timed
 runs of the two frameworks alternate, so both see the same machine load. The
 like-for-like comparison is our ``variant=torchvision`` (the same network as
 torchvision's) against torchvision; ``--also_paper=True`` measures the paper
@@ -51,6 +53,7 @@ Python, `run(Settings(...))` returns that object.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -60,7 +63,7 @@ import resource
 import statistics
 import sys
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -69,6 +72,7 @@ import numpy as np
 from inception_jax import config as config_lib
 from inception_jax import flops as flops_lib
 from inception_jax import mesh as mesh_lib
+from inception_jax import optim
 from inception_jax import steps as steps_lib
 from inception_jax.models import googlenet
 
@@ -310,15 +314,110 @@ class JaxBench:
 
 # --- torchvision --------------------------------------------------------------
 
-# torchvision's step: the same loss, SGD with momentum at the training
-# configs' base rate; no weight decay or weight averaging (its ordinary
-# settings).
-AUX_WEIGHT = 0.3
-MOMENTUM = 0.9
-LEARNING_RATE = 0.01
+# What `TorchTrainStep` does (the result's 'torch_train_step').
+TORCH_TRAIN_STEP = (
+    'benchmark.TorchTrainStep, optimizer of configs/common.py: CE + '
+    'aux_weight x each aux CE, SGD momentum with the same coupled L2 decay on '
+    'conv/linear weights, Polyak average of parameters and BatchNorm '
+    'statistics, finite guard; learning rate constant at the base rate')
+
+
+def torch_param_groups(model, opt, lr: float) -> List[Dict[str, Any]]:
+  """torch.optim parameter groups that decay what `optim.create_optimizer`
+  decays (convolution and linear weights: `optim.weight_decay_mask`'s
+  kernels) and give biases `opt.bias_lr_mult` x the rate."""
+  import torch  # pylint: disable=import-outside-toplevel
+  kernels = {id(m.weight) for m in model.modules()
+             if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+  groups: Dict[Any, list] = {}
+  for name, p in model.named_parameters():
+    decay = opt.weight_decay if id(p) in kernels else 0.0
+    lr_mult = opt.bias_lr_mult if name.endswith('bias') else 1.0
+    groups.setdefault((decay, lr_mult), []).append(p)
+  return [{'params': ps, 'weight_decay': decay, 'lr': lr * lr_mult}
+          for (decay, lr_mult), ps in groups.items()]
+
+
+class TorchTrainStep:
+  """`steps.train_step`'s work in torch, so that the ratio is like for like.
+
+  A call: forward in training mode, softmax cross-entropy + ``aux_weight`` x
+  each auxiliary head's, backward and the gradients' global norm; then, if
+  the loss and that norm are finite, torch.optim.SGD with momentum and the
+  config's weight decay, then the Polyak average of the parameters and the
+  floating buffers (BatchNorm statistics) with `optim.polyak_decay_at`'s
+  ramp; if not, the BatchNorm statistics the forward moved are put back and
+  `nonfinite_steps` counts the step. optax's `add_decayed_weights` before
+  `sgd` adds the decay to the gradient before momentum: the coupled L2 of
+  torch's ``weight_decay``. The learning rate stays at the schedule's base
+  rate; its value does not change the step's cost.
+  """
+
+  def __init__(self, model, opt, *, lr: float, forward=None,
+               autocast=contextlib.nullcontext):
+    """`model`'s training forward (or `forward`) returns (logits, *aux)."""
+    import torch  # pylint: disable=import-outside-toplevel
+    self.torch = torch
+    self.model = model
+    self.forward = forward or model
+    self.autocast = autocast
+    self.aux_weight = opt.aux_weight
+    self.label_smoothing = opt.label_smoothing
+    self.polyak_decay = opt.polyak_decay
+    self.optimizer = torch.optim.SGD(
+        torch_param_groups(model, opt, lr), lr=lr,
+        momentum=opt.momentum, nesterov=opt.nesterov)
+    self.statistics = [b for b in model.buffers() if b.is_floating_point()]
+    # What the Polyak average follows, and the average (as TrainState's
+    # ema_params and ema_model_state), in that order.
+    self.averaged = list(model.parameters()) + self.statistics
+    with torch.no_grad():
+      self.ema = [t.detach().clone() for t in self.averaged]
+      self._statistics_before = [b.clone() for b in self.statistics]
+    self.step = 0
+    self.nonfinite_steps = 0
+
+  def _losses(self, images, labels):
+    cross_entropy = self.torch.nn.functional.cross_entropy
+    with self.autocast():
+      logits, *aux = self.forward(images)
+      main_loss, *aux_losses = [
+          cross_entropy(x.float(), labels,
+                        label_smoothing=self.label_smoothing)
+          for x in (logits, *aux)]
+    return logits, main_loss + self.aux_weight * sum(aux_losses)
+
+  def __call__(self, images, labels) -> Dict[str, Any]:
+    torch = self.torch
+    self.model.train()
+    self.optimizer.zero_grad(set_to_none=True)
+    with torch.no_grad():
+      torch._foreach_copy_(self._statistics_before, self.statistics)
+    logits, loss = self._losses(images, labels)
+    loss.backward()
+    grad_norm = torch.nn.utils.get_total_norm(
+        [p.grad for p in self.model.parameters() if p.grad is not None])
+    # One read on the host a step, as torch.amp.GradScaler's own skip.
+    if bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):
+      self.optimizer.step()
+      decay = min(self.polyak_decay, (1 + self.step) / (10 + self.step))
+      with torch.no_grad():
+        torch._foreach_lerp_(self.ema, self.averaged, 1.0 - decay)
+    else:
+      with torch.no_grad():
+        torch._foreach_copy_(self.statistics, self._statistics_before)
+      self.nonfinite_steps += 1
+    self.step += 1
+    top = logits.detach().topk(min(5, logits.shape[-1])).indices
+    hits = top == labels[:, None]
+    return {'loss': loss.detach(), 'grad_norm': grad_norm,
+            'top1': hits[:, 0].float().mean(),
+            'top5': hits.any(-1).float().mean()}
+
 
 class TorchBench:
-  """torchvision's googlenet with its best ordinary settings on this device."""
+  """torchvision's googlenet with its best ordinary settings on this device,
+  trained by `TorchTrainStep` with the training configs' optimiser."""
 
   def __init__(self, *, image_size, batch_size, dtype, num_classes,
                compile_model: Optional[bool]):
@@ -328,14 +427,12 @@ class TorchBench:
     self.device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     cuda = self.device.type == 'cuda'
     self.compiled = cuda if compile_model is None else compile_model
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     model = torchvision.models.googlenet(weights=None, aux_logits=True,
                                          init_weights=False,
                                          num_classes=num_classes)
     model = model.to(self.device, memory_format=torch.channels_last)
     self.model = model
-    self.opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE,
-                               momentum=MOMENTUM)
     self.images = torch.randn(batch_size, 3, image_size, image_size,
                               device=self.device).contiguous(
                                   memory_format=torch.channels_last)
@@ -348,8 +445,11 @@ class TorchBench:
                      + (', bf16 autocast' if self.autocast else '')
                      + (', torch.compile' if self.compiled else '')
                      + f', {torch.get_num_threads()} threads')
-    self._fwd_train = torch.compile(model) if self.compiled else model
-    self._fwd_eval = self._fwd_train
+    self._fwd = torch.compile(model) if self.compiled else model
+    opt = training_optimizer_config()
+    self._train_step = TorchTrainStep(
+        model, opt, lr=optim.scaled_learning_rate(opt, batch_size),
+        forward=self._fwd, autocast=self._autocast)
     self.compile_s = None
 
   def _autocast(self):
@@ -360,32 +460,18 @@ class TorchBench:
     if self.device.type == 'cuda':
       self.torch.cuda.synchronize()
 
-  def _train_step(self):
-    f = self.torch.nn.functional
-    self.model.train()
-    self.opt.zero_grad(set_to_none=True)
-    with self._autocast():
-      out = self._fwd_train(self.images)
-      logits, aux2, aux1 = out.logits, out.aux_logits2, out.aux_logits1
-      loss = (f.cross_entropy(logits.float(), self.labels)
-              + AUX_WEIGHT * f.cross_entropy(aux1.float(), self.labels)
-              + AUX_WEIGHT * f.cross_entropy(aux2.float(), self.labels))
-    loss.backward()
-    self.opt.step()
-    return loss
-
   def compile(self):
     t = time.perf_counter()
-    self._train_step()
+    self._train_step(self.images, self.labels)
     self._sync()
     self.compile_s = time.perf_counter() - t  # first step (compile if any)
 
   def train(self, steps: int):
-    loss = None
+    metrics = None
     for _ in range(steps):
-      loss = self._train_step()
-    if loss is not None:
-      float(loss.detach())
+      metrics = self._train_step(self.images, self.labels)
+    if metrics is not None:
+      float(metrics['loss'])
     self._sync()
 
   def infer(self, steps: int):
@@ -393,7 +479,7 @@ class TorchBench:
     out = None
     with self.torch.inference_mode(), self._autocast():
       for _ in range(steps):
-        out = self._fwd_eval(self.images)
+        out = self._fwd(self.images)
     if out is not None:
       float(out.float().sum())
     self._sync()
@@ -413,21 +499,24 @@ def _time_runs(benches, method: str, *, repeats: int, steps: int,
   return runs
 
 
-def run(opts: Settings) -> Dict[str, Any]:
-  """Measures what `opts` asks for; returns every figure (JSON-ready)."""
-  device = jax.devices()[0]
-  dtype = jnp.dtype(opts.dtype)
+def _variants(opts: Settings) -> Tuple[str, List[str]]:
+  """The variant the ratio compares with torchvision, and every one measured."""
   variant = opts.variant or ('torchvision' if opts.peer == 'torchvision'
                              else 'paper')
-  configs = [variant]
-  if opts.peer == 'torchvision' and opts.also_paper and 'paper' not in configs:
-    configs.append('paper')
+  variants = [variant]
+  if opts.peer == 'torchvision' and opts.also_paper and variant != 'paper':
+    variants.append('paper')
+  return variant, variants
 
-  result: Dict[str, Any] = {
+
+def _header(opts: Settings) -> Dict[str, Any]:
+  """The machine, the versions and the settings a figure belongs to."""
+  return {
       'date': datetime.datetime.now().isoformat(timespec='seconds'),
       'backend': jax.default_backend(),
-      'device': device.device_kind,
+      'device': jax.devices()[0].device_kind,
       'num_cpus': os.cpu_count(),
+      'load_average': os.getloadavg() if hasattr(os, 'getloadavg') else None,
       'platform': platform.platform(),
       'jax': jax.__version__,
       'xla_flags': os.environ.get('XLA_FLAGS', ''),
@@ -444,112 +533,137 @@ def run(opts: Settings) -> Dict[str, Any]:
                            'training forward, aux heads included, from the '
                            'jaxpr) x 2 FLOPs/MAC; inference 1 x forward'),
   }
+
+
+def _prepare_ours(opts: Settings, variant: str, memory: PeakMemory
+                  ) -> JaxBench:
+  """Builds, compiles and warms up one variant; its peak memory recorded."""
+  norm = opts.norm
+  if variant == 'torchvision':
+    norm = 'batchnorm'
+  elif norm is None:
+    norm = 'lrn'
+  # Against torchvision: googlenet(weights=None)'s default.
+  transform_input = (False if opts.peer == 'torchvision'
+                     and variant == 'torchvision' else None)
+  memory.start()
+  bench = JaxBench(image_size=opts.image_size, batch_size=opts.batch_size,
+                   dtype=jnp.dtype(opts.dtype), module=opts.module,
+                   aux=opts.aux, norm=norm, variant=variant, width=opts.width,
+                   num_classes=opts.num_classes,
+                   transform_input=transform_input,
+                   max_pool_grad=MAX_POOL_GRAD[opts.max_pool],
+                   conv_grad=opts.conv_grad,
+                   total_steps=opts.warmup + 1 + opts.repeats * opts.steps)
+  bench.compile()
+  bench.train(opts.warmup)
+  if not opts.skip_infer:
+    bench.infer(opts.warmup)
+  bench.peak_bytes = memory.stop()
+  return bench
+
+
+def _prepare_torch(opts: Settings, memory: PeakMemory) -> TorchBench:
+  """Builds and warms up torchvision's side; its peak memory recorded."""
+  memory.start()
+  peer = TorchBench(image_size=opts.image_size, batch_size=opts.batch_size,
+                    dtype=opts.dtype, num_classes=opts.num_classes,
+                    compile_model=opts.torch_compile)
+  peer.compile()
+  peer.train(max(0, opts.warmup - 1))
+  if not opts.skip_infer:
+    peer.infer(opts.warmup)
+  peer.peak_bytes = memory.stop()
+  if peer.device.type == 'cuda':  # torch's own allocator, not JAX's stats
+    peer.peak_bytes = int(peer.torch.cuda.max_memory_allocated())
+  return peer
+
+
+def _entry_key(name: str) -> str:
+  return 'torch' if name == 'torch' else f'ours_{name}'
+
+
+def _entry(name: str, bench, train_runs: list, infer_runs: list
+           ) -> Dict[str, Any]:
+  """One bench's figures: medians, best runs, every run, compile, memory."""
+  entry = {
+      'label': ('torchvision googlenet (' + bench.settings + ')'
+                if name == 'torch' else bench.label),
+      'train_images_per_s': statistics.median(train_runs),
+      'train_best_images_per_s': max(train_runs),
+      'train_runs': train_runs,
+      'infer_images_per_s': statistics.median(infer_runs),
+      'infer_best_images_per_s': max(infer_runs),
+      'infer_runs': infer_runs,
+      'compile_s': bench.compile_s,
+      'peak_memory_bytes': bench.peak_bytes,
+  }
+  if name != 'torch':
+    entry['model'] = googlenet.model_kwargs(bench.model)
+    entry['eval_compile_s'] = bench.eval_compile_s
+    entry.update(bench.forward_macs())
+  return entry
+
+
+def _add_mfu(entry: Dict[str, Any], ours: Dict[str, Any], *, peak: float,
+             batch_size: int) -> None:
+  """MFU of `entry` from the FLOPs of `ours` (the same network)."""
+  entry['train_step_flops'] = 3 * 2 * ours['train_forward_macs']  # per batch
+  entry['train_mfu'] = (entry['train_step_flops'] / batch_size
+                        * entry['train_images_per_s'] / peak)
+  entry['infer_mfu'] = (2 * ours['infer_forward_macs'] / batch_size
+                        * entry['infer_images_per_s'] / peak)
+
+
+def _ratios(ours: Dict[str, Any], torch: Dict[str, Any]) -> Dict[str, Any]:
+  """ours / torchvision images/s: medians, best runs (on a shared machine
+  the least disturbed) and per alternating pair (same moment, same load)."""
+  out = {}
+  for phase in ('train', 'infer'):
+    out[f'{phase}_ratio'] = (ours[f'{phase}_images_per_s']
+                             / torch[f'{phase}_images_per_s'])
+    out[f'{phase}_ratio_best'] = (ours[f'{phase}_best_images_per_s']
+                                  / torch[f'{phase}_best_images_per_s'])
+    out[f'{phase}_ratio_runs'] = [
+        a / b for a, b in zip(ours[f'{phase}_runs'], torch[f'{phase}_runs'])]
+  return out
+
+
+def run(opts: Settings) -> Dict[str, Any]:
+  """Measures what `opts` asks for; returns every figure (JSON-ready)."""
+  variant, variants = _variants(opts)
+  result = _header(opts)
   matmul_size = opts.matmul_size or (2048 if jax.default_backend() == 'cpu'
                                      else 8192)
-  peak = matmul_peak_flops(dtype, matmul_size)
+  peak = matmul_peak_flops(jnp.dtype(opts.dtype), matmul_size)
   result['matmul_peak_tflops'] = peak / 1e12
-
-  memory = PeakMemory(device)
+  memory = PeakMemory(jax.devices()[0])
   result['memory_source'] = memory.source
 
-  benches: Dict[str, Any] = {}
-  for v in configs:
-    norm = opts.norm
-    if v == 'torchvision':
-      norm = 'batchnorm'
-    elif norm is None:
-      norm = 'lrn'
-    if opts.peer == 'torchvision' and v == 'torchvision':
-      transform_input = False  # torchvision's googlenet(weights=None) default
-    else:
-      transform_input = None
-    memory.start()
-    bench = JaxBench(image_size=opts.image_size, batch_size=opts.batch_size,
-                     dtype=dtype, module=opts.module, aux=opts.aux, norm=norm,
-                     variant=v, width=opts.width, num_classes=opts.num_classes,
-                     transform_input=transform_input,
-                     max_pool_grad=MAX_POOL_GRAD[opts.max_pool],
-                     conv_grad=opts.conv_grad,
-                     total_steps=opts.warmup + 1 + opts.repeats * opts.steps)
-    bench.compile()
-    bench.train(opts.warmup)
-    if not opts.skip_infer:
-      bench.infer(opts.warmup)
-    bench.peak_bytes = memory.stop()
-    benches[v] = bench
+  benches = {v: _prepare_ours(opts, v, memory) for v in variants}
   if opts.peer == 'torchvision':
-    memory.start()
-    peer = TorchBench(image_size=opts.image_size,
-                      batch_size=opts.batch_size,
-                      dtype=opts.dtype, num_classes=opts.num_classes,
-                      compile_model=opts.torch_compile)
-    peer.compile()
-    peer.train(max(0, opts.warmup - 1))
-    if not opts.skip_infer:
-      peer.infer(opts.warmup)
-    peer.peak_bytes = memory.stop()
-    if peer.device.type == 'cuda':  # torch's own allocator, not JAX's stats
-      peer.peak_bytes = int(peer.torch.cuda.max_memory_allocated())
-    benches['torch'] = peer
-    result['torch'] = peer.torch.__version__
-    result['torch_settings'] = peer.settings
+    benches['torch'] = _prepare_torch(opts, memory)
+    result['torch'] = benches['torch'].torch.__version__
+    result['torch_settings'] = benches['torch'].settings
+    result['torch_train_step'] = TORCH_TRAIN_STEP
 
   kw = dict(repeats=opts.repeats, steps=opts.steps,
             batch_size=opts.batch_size)
   train_runs = _time_runs(benches, 'train', **kw)
   infer_runs = (_time_runs(benches, 'infer', **kw) if not opts.skip_infer
                 else {k: [float('nan')] for k in benches})
-
   for name, bench in benches.items():
-    key = 'torch' if name == 'torch' else f'ours_{name}'
-    entry = {
-        'label': ('torchvision googlenet (' + bench.settings + ')'
-                  if name == 'torch' else bench.label),
-        'train_images_per_s': statistics.median(train_runs[name]),
-        'train_best_images_per_s': max(train_runs[name]),
-        'train_runs': train_runs[name],
-        'infer_images_per_s': statistics.median(infer_runs[name]),
-        'infer_best_images_per_s': max(infer_runs[name]),
-        'infer_runs': infer_runs[name],
-        'compile_s': bench.compile_s,
-        'peak_memory_bytes': bench.peak_bytes,
-    }
-    if name != 'torch':
-      entry['model'] = googlenet.model_kwargs(bench.model)
-      entry['eval_compile_s'] = bench.eval_compile_s
-      entry.update(bench.forward_macs())
-    result[key] = entry
-
-  # MFU of every entry against the same matmul peak; torchvision's network is
-  # our torchvision variant, so it shares that variant's FLOPs.
-  for name in benches:
-    key = 'torch' if name == 'torch' else f'ours_{name}'
-    ref = result[f'ours_{variant if name == "torch" else name}']
-    if name == 'torch' and variant != 'torchvision':
-      continue
-    e = result[key]
-    e['train_step_flops'] = 3 * 2 * ref['train_forward_macs']  # per batch
-    e['train_mfu'] = (e['train_step_flops'] / opts.batch_size
-                      * e['train_images_per_s'] / peak)
-    e['infer_mfu'] = (2 * ref['infer_forward_macs'] / opts.batch_size
-                      * e['infer_images_per_s'] / peak)
-
+    result[_entry_key(name)] = _entry(name, bench, train_runs[name],
+                                      infer_runs[name])
+  for v in variants:
+    _add_mfu(result[_entry_key(v)], result[_entry_key(v)], peak=peak,
+             batch_size=opts.batch_size)
   if 'torch' in benches:
-    ours = result[f'ours_{variant}']
-    result['train_ratio'] = (ours['train_images_per_s']
-                             / result['torch']['train_images_per_s'])
-    result['infer_ratio'] = (ours['infer_images_per_s']
-                             / result['torch']['infer_images_per_s'])
-    # Best run over best run: on a shared machine the least disturbed runs.
-    result['train_ratio_best'] = (ours['train_best_images_per_s']
-                                  / result['torch']['train_best_images_per_s'])
-    result['infer_ratio_best'] = (ours['infer_best_images_per_s']
-                                  / result['torch']['infer_best_images_per_s'])
-    # Ratios per alternating run pair (same moment, same machine load).
-    result['train_ratio_runs'] = [
-        a / b for a, b in zip(train_runs[variant], train_runs['torch'])]
-    result['infer_ratio_runs'] = [
-        a / b for a, b in zip(infer_runs[variant], infer_runs['torch'])]
+    ours = result[_entry_key(variant)]
+    # torchvision's network is our torchvision variant: the same FLOPs.
+    if variant == 'torchvision':
+      _add_mfu(result['torch'], ours, peak=peak, batch_size=opts.batch_size)
+    result.update(_ratios(ours, result['torch']))
   return result
 
 
@@ -572,6 +686,8 @@ def format_table(result: Dict[str, Any]) -> str:
         f'{e["infer_images_per_s"]:>11.2f} {e["compile_s"]:>9.1f} '
         f'{e["peak_memory_bytes"] / 2**20:>9.0f} {mfu_t:>9.1%} {mfu_i:>9.1%}')
   if 'train_ratio' in result:
+    lines.append('both train steps: aux losses, SGD momentum + L2 decay, '
+                 'Polyak average, finite guard')
     lines.append(f'ours/torchvision (same network): train '
                  f'{result["train_ratio"]:.2f}x, infer '
                  f'{result["infer_ratio"]:.2f}x (medians); best runs: train '

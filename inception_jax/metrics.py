@@ -21,7 +21,9 @@ from clu import metric_writers
 from etils import epath
 
 
-def _is_local(path: str) -> bool:
+def can_append(path: str) -> bool:
+  """Whether `path`'s file system appends in place: local paths do; object
+  stores (a scheme such as gs://) do not, and their files are rewritten."""
   return '://' not in str(path)
 
 
@@ -49,11 +51,18 @@ class _RewrittenFile:
 
 
 class JsonlWriter(metric_writers.MetricWriter):
-  """Appends one JSON line per `write_scalars` call: {"step": s, name: v}."""
+  """Appends one JSON line per `write_scalars` call: {"step": s, name: v}.
 
-  def __init__(self, path: str):
+  Args:
+    path: the metrics file; lines already in it are kept.
+    append: whether to append to the file in place (True) or keep its lines
+      and rewrite it whole on every flush (False, what an object store needs);
+      None: `can_append(path)`.
+  """
+
+  def __init__(self, path: str, *, append: Optional[bool] = None):
     self._path = path
-    if _is_local(path):
+    if can_append(path) if append is None else append:
       self._file = open(path, 'a', encoding='utf-8')
     else:
       self._file = _RewrittenFile(epath.Path(path))

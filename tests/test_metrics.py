@@ -2,8 +2,6 @@
 
 import json
 
-from etils import epath
-
 from inception_jax import metrics
 
 
@@ -19,15 +17,18 @@ def test_rewritten_file_keeps_earlier_lines_and_resume_truncates(tmp_path):
   first.close()
   # The object-store path (as for gs://) on a local file: whole rewrites.
   metrics.truncate_jsonl(str(path), 1)
-  store = metrics.JsonlWriter.__new__(metrics.JsonlWriter)
-  store._path = str(path)
-  store._file = metrics._RewrittenFile(epath.Path(path))
+  store = metrics.JsonlWriter(str(path), append=False)
+  # Each flush writes the whole file from the writer's copy of its lines: a
+  # file gone meanwhile comes back whole, where an append would leave only
+  # the new lines.
+  path.unlink()
   store.write_scalars(2, {'train/loss': 1.5})
   store.write_scalars(3, {'train/loss': 1.0})
   store.close()
   assert _steps(path) == [1, 2, 3]
   assert json.loads(open(path).readlines()[1])['train/loss'] == 1.5
-  assert not metrics._is_local('gs://bucket/run') and metrics._is_local(str(path))
+  assert not metrics.can_append('gs://bucket/run')
+  assert metrics.can_append(str(path))
 
 
 def test_resume_keeps_whole_lines(tmp_path):
