@@ -316,7 +316,7 @@ class JaxBench:
 
 # What `TorchTrainStep` does (the result's 'torch_train_step').
 TORCH_TRAIN_STEP = (
-    'benchmark.TorchTrainStep, optimizer of configs/common.py: CE + '
+    'benchmark.TorchTrainStep, optimizer of inception_jax/config.default_config: CE + '
     'aux_weight x each aux CE, SGD momentum with the same coupled L2 decay on '
     'conv/linear weights, Polyak average of parameters and BatchNorm '
     'statistics, finite guard; learning rate constant at the base rate')
