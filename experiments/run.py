@@ -41,14 +41,12 @@ from typing import Callable, List, Mapping, Optional, Sequence
 from absl import flags
 
 from inception_jax import cli
+from inception_jax.main import PEER_LOST_STATUS
 from experiments import sweeps
 
 # Written by training only after the last step's checkpoint and evaluation,
 # never after a SIGTERM save: its presence means "finished".
 FINISHED_MARKER = 'summary.json'
-# The trainer's exit status when another process of its run was lost
-# (inception_jax.main.PEER_LOST_STATUS).
-PEER_LOST_STATUS = 3
 
 Runner = Callable[[List[str]], int]
 

@@ -94,12 +94,6 @@ class PeerLostError(RuntimeError):
   """Another process of a multi-process run has gone; this one stops too."""
 
 
-def short(error: BaseException, limit: int = 300) -> str:
-  """An error's message on one line, cut to `limit` characters."""
-  text = ' '.join(str(error).split()) or type(error).__name__
-  return text if len(text) <= limit else text[:limit - 3] + '...'
-
-
 class PreemptionSignal:
   """Whether the run should save and stop after this step (SIGTERM).
 

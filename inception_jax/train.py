@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from inception_jax import cli
 from inception_jax import compile_cache
 from inception_jax import evaluator as evaluator_lib
 from inception_jax import mesh as mesh_lib
@@ -415,7 +416,7 @@ def _stop_all_if_a_peer_is_lost(ckpt: checkpoint_manager.Checkpoints, lock):
     raise mesh_lib.PeerLostError(
         f'process {jax.process_index()} of {jax.process_count()} lost '
         f'another process of this run (a host lost, killed or out of memory; '
-        f'its own log says which): {mesh_lib.short(e)}. Rerun the '
+        f'its own log says which): {cli.one_line(e)}. Rerun the '
         f'same command on every host to resume from the newest complete '
         f'checkpoint in {ckpt.directory}.') from e
 
