@@ -113,11 +113,15 @@ def assert_states_close(actual, expected):
                                atol=1e-4, err_msg=jax.tree_util.keystr(path))
 
 
+STEPS = 12  # the runs below; the faults' chain needs room for three
+
+
 @pytest.fixture(scope='module')
 def uninterrupted(tmp_path_factory):
-  """Two processes train 6 steps without a break (checkpoints at 2, 4, 6)."""
+  """Two processes train `STEPS` steps without a break (checkpoints at 2, 4,
+  6, ...)."""
   workdir = tmp_path_factory.mktemp('uninterrupted') / 'run'
-  results = run_two_processes(ARGS + ['--config.total_steps=6',
+  results = run_two_processes(ARGS + [f'--config.total_steps={STEPS}',
                                       f'--workdir={workdir}'],
                               module='tests.runner')
   assert_both_succeeded(results)
@@ -128,7 +132,7 @@ def test_two_processes_equal_one_process(uninterrupted, tmp_path):
   reference = tmp_path / 'reference'
   ref = subprocess.run(
       [sys.executable, '-m', 'tests.runner', '--paired_processes=2', *ARGS,
-       '--config.total_steps=6', f'--workdir={reference}'],
+       f'--config.total_steps={STEPS}', f'--workdir={reference}'],
       cwd=REPO, env=env_with(4), capture_output=True, text=True, timeout=420)
   assert ref.returncode == 0, ref.stderr[-3000:]
   assert 'on 4 device(s) (1 process(es))' in ref.stdout
@@ -136,10 +140,11 @@ def test_two_processes_equal_one_process(uninterrupted, tmp_path):
   workdir, ((_, out0, _), (_, out1, _)) = uninterrupted
   assert 'on 4 device(s) (2 process(es))' in out0
   # Only process 0 reports and writes metrics.
-  assert 'step 6/6' in out0 and 'step ' not in out1 and 'Done' not in out1
+  assert f'step {STEPS}/{STEPS}' in out0 and 'step ' not in out1 and 'Done' not in out1
   records = [json.loads(l) for l in
              (workdir / 'metrics.jsonl').read_text().splitlines()]
-  assert [r['step'] for r in records if 'train/loss' in r] == [2, 4, 6]
+  assert [r['step'] for r in records if 'train/loss' in r] == list(
+      range(2, STEPS + 1, 2))
   # Each of the 32 evaluation images counted once over both processes.
   assert [r['eval/num_examples'] for r in records
           if 'eval/num_examples' in r] == [32]
@@ -154,7 +159,7 @@ def test_two_processes_equal_one_process(uninterrupted, tmp_path):
 
   # Same parameters (and optimiser state, BatchNorm statistics) as one
   # process over the same global batches.
-  for step in (4, 6):
+  for step in (4, STEPS):
     assert_states_close(params_at(workdir, step), params_at(reference, step))
   ref_losses = [json.loads(l)['train/loss'] for l in
                 (reference / 'metrics.jsonl').read_text().splitlines()
@@ -176,70 +181,76 @@ def _signal_time(out):
   return float(match.group(1))
 
 
-def _assert_rerun_equals_uninterrupted(workdir, uninterrupted_dir):
-  """The same command again finishes the run; its final state is the
-  uninterrupted run's, bit for bit (the same processes add in the same
-  order)."""
-  results = run_two_processes(ARGS + ['--config.total_steps=6',
-                                      f'--workdir={workdir}'],
-                              module='tests.runner')
-  assert_both_succeeded(results)
-  assert 'Resuming from the checkpoint at step' in results[0][1]
-  assert_trees_equal(params_at(workdir, 6), params_at(uninterrupted_dir, 6))
-  return results
-
-
-@pytest.mark.parametrize('signalled', ['1', '0,1'],
-                         ids=['sigterm_process_1', 'sigterm_both'])
-def test_sigterm_stops_every_process_at_one_step(uninterrupted, tmp_path,
-                                                 signalled):
-  workdir = tmp_path / 'run'
+def _run_with_fault(workdir, step, fault):
+  """Two processes on the chain's command, `fault` (runner flags) after
+  `step`; returns both results and each process's exit time."""
   exit_times = []
   results = run_two_processes(
-      ARGS + ['--config.total_steps=6', f'--workdir={workdir}',
-              '--signal_at_step=3', '--signal=TERM',
-              f'--signal_processes={signalled}'],
+      ARGS + [f'--config.total_steps={STEPS}', f'--workdir={workdir}',
+              f'--signal_at_step={step}', *fault],
       module='tests.runner', exit_times=exit_times)
+  return results, exit_times
+
+
+def _assert_stopped_together(results, exit_times, workdir, after, signalled):
+  """Both processes exit 0 having logged one stop step, the step after the
+  furthest any process had asked about when the notice spread: the
+  signalled process waits at `after` until it has (tests/runner.py), and the
+  other cannot finish the next step without it, so `after` to `after + 2`.
+  The step is saved, complete, and the run is not marked finished."""
   assert_both_succeeded(results)
   (_, out0, err0), (_, out1, err1) = results
-  # Both processes stop at one step, at most one past the furthest step
-  # reached when the notice came, and save it together.
   stop = _stopped_at(err0)
   assert stop == _stopped_at(err1) and len(stop) == 1, (err0[-2000:],
                                                           err1[-2000:])
   stop, = stop
-  assert 4 <= stop <= 5
+  assert after <= stop <= after + 2
   assert f'SIGTERM: saved a checkpoint at step {stop}' in out0
-  assert saved_steps(str(workdir)) == sorted({2, 4, stop})
-  # The saved step is complete: every array reads back, and it is the
-  # uninterrupted run's state at that step where that run saved one too.
-  state = params_at(workdir, stop)
-  if stop == 4:
-    assert_trees_equal(state, params_at(uninterrupted[0], 4))
+  assert stop in saved_steps(str(workdir))
+  params_at(workdir, stop)  # every array reads back
   assert not (workdir / 'summary.json').exists()
   assert not (workdir / 'lock.json').exists()
   signalled_at = _signal_time(out1 if signalled == '1' else out0)
   assert max(exit_times) - signalled_at < 60
-  _assert_rerun_equals_uninterrupted(workdir, uninterrupted[0])
+  return stop
 
 
-def test_a_lost_process_stops_the_other_and_the_rerun_resumes(
+def test_sigterm_on_one_then_all_then_a_lost_host_end_as_one_run(
     uninterrupted, tmp_path):
-  """SIGKILL of process 1 after step 3 (a host lost), once the checkpoint
-  of step 2 is on disk."""
+  """One workdir, the faults one after another, each run the same command
+  (`STEPS` steps) again, as a pod's hosts would be restarted:
+
+  1. SIGTERM to process 1 only after step 3 (a notice on one host): both
+     stop at one step and save it.
+  2. SIGTERM to both after step 7: the same, resumed from 1.'s step.
+  3. SIGKILL of process 1 after step 10, once step 10's checkpoint is on
+     disk (a host lost): process 0 ends non-zero within the peer timeout
+     instead of hanging in a collective, and says so.
+  4. The same command again finishes: bit-identical to the uninterrupted run,
+     so every resume above was exact.
+  """
   workdir = tmp_path / 'run'
-  exit_times = []
-  results = run_two_processes(
-      ARGS + ['--config.total_steps=6', f'--workdir={workdir}',
-              '--signal_at_step=3', '--signal=KILL', '--signal_processes=1',
-              '--kill_after_checkpoint=2'],
-      module='tests.runner', exit_times=exit_times)
+  results, times = _run_with_fault(
+      workdir, 3, ['--signal=TERM', '--signal_processes=1'])
+  first = _assert_stopped_together(results, times, workdir, 3, '1')
+  if first in (4, 6):  # a step the uninterrupted run saved too
+    assert_trees_equal(params_at(workdir, first),
+                       params_at(uninterrupted[0], first))
+
+  results, times = _run_with_fault(
+      workdir, 7, ['--signal=TERM', '--signal_processes=0,1'])
+  assert f'Resuming from the checkpoint at step {first}' in results[0][1]
+  _assert_stopped_together(results, times, workdir, 7, '0,1')
+
+  results, times = _run_with_fault(
+      workdir, 10, ['--signal=KILL', '--signal_processes=1',
+                    '--kill_after_checkpoint=10'])
   (rc0, out0, err0), (rc1, out1, _) = results
   assert rc1 == -9
   # Process 0 does not hang in a collective: it ends, non-zero, within the
   # peer timeout (20 s here) and some slack for a loaded machine.
   assert rc0 != 0, out0[-2000:]
-  assert exit_times[0] - _signal_time(out1) < 20 + 40
+  assert times[0] - _signal_time(out1) < 20 + 40
   # It says that a peer was lost: its own line when the failed collective
   # reaches Python, JAX's when the coordination service's heartbeat check
   # or gloo ends the process first.
@@ -250,9 +261,17 @@ def test_a_lost_process_stops_the_other_and_the_rerun_resumes(
     line, = [l for l in err0.splitlines() if l.startswith('error: ')]
     assert 'Rerun the same command on every host' in line
   assert 'peer_timeout_s=20s' in out0
-  assert 2 in saved_steps(str(workdir))
+  assert 10 in saved_steps(str(workdir))
   assert not (workdir / 'summary.json').exists()
-  _assert_rerun_equals_uninterrupted(workdir, uninterrupted[0])
+
+  results = run_two_processes(ARGS + [f'--config.total_steps={STEPS}',
+                                      f'--workdir={workdir}'],
+                              module='tests.runner')
+  assert_both_succeeded(results)
+  assert re.search(r'Resuming from the checkpoint at step 1[01]\b',
+                   results[0][1]), results[0][1][-2000:]
+  assert_trees_equal(params_at(workdir, STEPS),
+                     params_at(uninterrupted[0], STEPS))
 
 
 def _recorded_stream(directory, processes):
