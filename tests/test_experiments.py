@@ -18,6 +18,7 @@ import threading
 import warnings
 
 import pytest
+from scipy import stats as scipy_stats
 
 from experiments import launch
 from experiments import run as run_lib
@@ -562,13 +563,30 @@ def test_differences_are_paired_by_seed_or_welch():
   d = [0.005, 0.006, 0.004]
   assert paired['ci95'] == pytest.approx(
       T95_2DF * statistics.stdev(d) / math.sqrt(3))
-  assert stats.verdict(paired) == 'the interval excludes 0'
+  assert paired['p'] == pytest.approx(
+      scipy_stats.ttest_1samp(d, 0).pvalue)
   # The same values on other seeds: unpaired, the seed spread dominates.
   welch = stats.difference(a, {10 + k: v for k, v in b.items()})
   assert welch['method'] == 'Welch' and welch['ci95'] > 0.01
-  assert stats.verdict(welch).startswith('within the seeds')
+  assert welch['p'] > 0.5
   one = stats.difference({0: 0.9}, {1: 0.8})
   assert one['ci95'] is None and one['mean'] == pytest.approx(-0.1)
+  assert one['p'] is None
+
+
+def test_holm_keeps_the_family_wise_error_and_the_verdict_says_so():
+  # By hand: sorted 0.01, 0.02, 0.04, 0.30 times 4, 3, 2, 1, each at least
+  # the one before.
+  assert stats.holm([0.04, 0.01, None, 0.30, 0.02]) == pytest.approx(
+      [0.08, 0.04, None, 0.30, 0.06])
+  assert stats.holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped
+  # A p of 0.024 (three seeds, every one gains): shown alone, not when it is
+  # one of four contrasts.
+  row = {'mean': 0.0138, 'p_holm': 0.024, 'contrasts': 1}
+  assert stats.verdict(row).startswith('shown (Holm p=0.024 over 1')
+  row = {'mean': 0.0138, 'p_holm': 0.096, 'contrasts': 4}
+  assert stats.verdict(row).startswith('not shown (Holm p=0.096 over 4')
+  assert stats.verdict({'mean': 0.1, 'p_holm': None}).startswith('no interval')
 
 
 def test_welch_interval_by_hand_and_seeds_that_agree():
@@ -587,7 +605,7 @@ def test_welch_interval_by_hand_and_seeds_that_agree():
     same_score = stats.difference({0: 0.9, 1: 0.9}, {2: 0.8, 3: 0.8})
   assert same_gain['method'] == 'paired by seed'
   assert same_gain['ci95'] == pytest.approx(0, abs=1e-12)
-  assert stats.verdict(same_gain) == 'the interval excludes 0'
+  assert same_gain['p'] == 0.0
   assert same_score['method'] == 'Welch'
   assert same_score['ci95'] == pytest.approx(0, abs=1e-12)
 
@@ -625,9 +643,23 @@ def test_one_switch_differences_of_a_two_by_two_sweep(tmp_path):
     assert row['mean'] == pytest.approx(mean)
     assert row['ci95'] == pytest.approx(half)
     assert row['method'] == 'paired by seed' and row['n'] == 3
-  # aux on vs off, reduced: 0.73 +/- 0.72 points apart; excludes 0.
-  assert rows[('aux', 'module=reduced')]['verdict'] == 'the interval excludes 0'
-  assert rows[('aux', 'module=naive')]['verdict'].startswith('within')
+  # aux on vs off, reduced: 0.73 +/- 0.57 points apart, the interval
+  # excludes 0 (p = 0.032), but it is one of five contrasts (the four
+  # switches and the baseline table's diagonal pair): not shown.
+  reduced = rows[('aux', 'module=reduced')]
+  assert reduced['p'] == pytest.approx(0.0315, abs=0.0005)
+  assert reduced['ci95'] < abs(reduced['mean'])
+  assert reduced['contrasts'] == 5
+  pvalues = [d['p'] for d in result.switches] + [
+      d['p'] for d in result.differences
+      if frozenset(d['pair']) not in {frozenset(r['pair'])
+                                      for r in result.switches}]
+  assert reduced['p_holm'] == pytest.approx(
+      stats.holm(pvalues)[[d['p'] for d in result.switches].index(
+          reduced['p'])])
+  assert reduced['verdict'].startswith('not shown (Holm p=')
+  assert all(d['verdict'].startswith('not shown')
+             for d in result.switches + result.differences)
   md = open(os.path.join(root, 'report.md')).read()
   assert '## One switch at a time' in md
   row = rows[('aux', 'module=naive')]

@@ -75,6 +75,7 @@ def build_report(root: str,
               for row in _run_rows(v, m)]
   differences = contrasts.variant_differences(variants, per_variant, baseline)
   switches = contrasts.one_switch_differences(variants, per_variant)
+  contrasts.judge(differences, switches)
   markdown = tables.format_markdown(root, variant_rows, run_rows, problems,
                                     metrics.uses_wall_time(runs), differences,
                                     switches)

@@ -1,7 +1,9 @@
 """Which variants are compared: each with a baseline, and one switch at a time.
 
 Every comparison is on the final top-1, paired by seed where the two
-variants share seeds (`stats.difference`).
+variants share seeds (`stats.difference`). `judge` then decides, over every
+distinct pair of variants the report compares, which differences are shown
+(Holm's correction, `stats.holm`).
 """
 
 from __future__ import annotations
@@ -29,8 +31,20 @@ def values_by_seed(variant: grouping.Variant,
   return out
 
 
-def _compared(diff: Dict[str, Any]) -> Dict[str, Any]:
-  return {**diff, 'verdict': stats.verdict(diff)}
+def judge(*tables: List[Dict[str, Any]]) -> None:
+  """Sets `p_holm`, `contrasts` and `verdict` on every row of the tables:
+  the p-values adjusted over the distinct pairs of variants compared (a pair
+  in both tables counts once)."""
+  rows = [row for table in tables for row in table]
+  pairs = {}
+  for row in rows:
+    pairs.setdefault(frozenset(row['pair']), row['p'])
+  adjusted = dict(zip(pairs, stats.holm(list(pairs.values()))))
+  tested = sum(p is not None for p in pairs.values())
+  for row in rows:
+    row['p_holm'] = adjusted[frozenset(row['pair'])]
+    row['contrasts'] = tested
+    row['verdict'] = stats.verdict(row)
 
 
 def variant_differences(variants: Sequence[grouping.Variant],
@@ -38,7 +52,7 @@ def variant_differences(variants: Sequence[grouping.Variant],
                         baseline: Optional[str] = None
                         ) -> List[Dict[str, Any]]:
   """Each variant's final top-1 minus the reference variant's, with its
-  95% interval. The reference is the first variant whose label matches the
+  95% interval (`judge` gives the verdicts). The reference is the first variant whose label matches the
   regular expression `baseline`, or the first variant."""
   values = [values_by_seed(v, m) for v, m in zip(variants, per_run)]
   candidates = [i for i, v in enumerate(variants)
@@ -48,7 +62,8 @@ def variant_differences(variants: Sequence[grouping.Variant],
     return []
   ref = candidates[0]
   return [{'variant': variant.label, 'reference': variants[ref].label,
-           **_compared(stats.difference(values[ref], values[i]))}
+           'pair': (variants[ref].label, variant.label),
+           **stats.difference(values[ref], values[i])}
           for i, variant in enumerate(variants) if i != ref and values[i]]
 
 
@@ -77,5 +92,6 @@ def one_switch_differences(variants: Sequence[grouping.Variant],
                     for k in varying if k != key)
     rows.append({'switch': grouping.short_key(key), 'from': a.get(key),
                  'to': b.get(key), 'held': held or '-',
-                 **_compared(stats.difference(values[i], values[j]))})
+                 'pair': (variants[i].label, variants[j].label),
+                 **stats.difference(values[i], values[j])})
   return rows

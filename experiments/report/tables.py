@@ -112,14 +112,20 @@ def run_table(run_rows: Sequence[Row]) -> str:
                for r in run_rows])
 
 
+_FAMILY = (
+    'Shown: the two-sided t-test\'s p-value, Holm-adjusted over every '
+    'distinct pair of variants this report compares, is below 0.05 (the '
+    'intervals are per contrast: one can exclude 0 while the adjusted test '
+    'does not show the difference).')
+
+
 def _differences_section(differences: Sequence[Row]) -> List[str]:
   ref = differences[0]['reference']
   return [
       f'## Differences from {ref}', '',
       'Final top-1 (percentage points) of each variant minus that of '
       f'{ref}, with its 95% confidence interval; paired by seed where the '
-      'variants share seeds. An interval that contains 0 means these seeds '
-      'cannot tell the two apart.', '',
+      'variants share seeds. ' + _FAMILY, '',
       markdown_table(
           ['variant', 'difference', 'seeds', 'method', 'verdict'],
           [[d['variant'], format_difference(d), str(d['n']), d['method'],
@@ -133,7 +139,7 @@ def _switches_section(switches: Sequence[Row]) -> List[str]:
       'Every two variants that differ in one setting only: final top-1 '
       '(percentage points) of the second minus the first, the other '
       'settings held where the table says, with its 95% confidence '
-      'interval (paired by seed where the two share seeds).', '',
+      'interval (paired by seed where the two share seeds). ' + _FAMILY, '',
       markdown_table(
           ['switch', 'from', 'to', 'held', 'difference (to - from)',
            'seeds', 'method', 'verdict'],
