@@ -225,7 +225,15 @@ def ablation(seeds: Sequence[int] = DEFAULT_SEEDS) -> List[Settings]:
 
 
 def norm(seeds: Sequence[int] = (0,)) -> List[Settings]:
-  """The stem's normalisation: the paper's LRN, BatchNorm, or none."""
+  """The stem's normalisation: the paper's LRN, BatchNorm, or none.
+
+  Not one of the paper's ablations (it has LRN only). In every config the
+  input follows the layer (`config.input_normalization`): Caffe's 0-255
+  minus the mean with LRN, which is not scale-invariant, the config's own
+  otherwise, so this sweep changes the layer and the input scale together.
+  `--set=data.normalization=caffe` holds the input fixed (as
+  experiments/results/lrn_input_scale.md's comparison does).
+  """
   return product(axis('norm', ['lrn', 'batchnorm', 'none']),
                  axis('seed', seeds))
 

@@ -12,9 +12,10 @@ export, converted torchvision weights), against the data of `--config`
 (default: the config the checkpoint kept, if any). The preprocessing is the
 checkpoint's, not the data config's: its input size, and the normalisation
 and center crop it was trained with (a training run's config; torchvision's
-resize-256-crop-224 with ImageNet mean/std for converted weights), so
-torchvision's weights score what torchvision reports (69.8% top-1 on the
-ImageNet validation set).
+resize-256-crop-224 with ImageNet mean/std for converted weights), the
+protocol under which torchvision reports 69.78% top-1 for its weights on the
+ImageNet validation set (torchvision's figure; the conversion is checked here
+by logit parity, tests/test_convert.py).
 
 The Polyak-averaged weights are evaluated (``--raw`` adds the raw weights as
 ``eval_raw/*``); with several crops the softmax is averaged over the crops of

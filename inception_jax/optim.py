@@ -11,7 +11,7 @@ the same config run on one CPU or a pod.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -84,9 +84,17 @@ def weight_decay_mask(params: Any) -> Any:
 
 
 def bias_mask(params: Any) -> Any:
-  """True for every bias (convolutions, dense layers, BatchNorm offsets)."""
-  return jax.tree_util.tree_map_with_path(
-      lambda path, _: getattr(path[-1], 'key', None) == 'bias', params)
+  """True for the bias of every convolution and dense layer (a `bias` beside
+  a `kernel`), the biases Caffe's lr_mult 2 applies to; False for
+  BatchNorm's offsets (a `bias` beside a `scale`), which Caffe's networks
+  never had."""
+  def mask(tree, layer_bias=False):
+    if not isinstance(tree, Mapping):
+      return layer_bias
+    masked = {k: mask(v, k == 'bias' and 'kernel' in tree)
+              for k, v in tree.items()}
+    return masked if type(tree) is dict else type(tree)(masked)
+  return mask(params)
 
 
 def param_path(path) -> str:

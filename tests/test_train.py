@@ -280,7 +280,10 @@ def test_batch_not_divisible_names_both_numbers():
 
 
 def test_bias_lr_mult_scales_only_the_biases_updates():
-  params = {'conv': {'kernel': jnp.ones(2), 'bias': jnp.ones(2)}}
+  # A convolution's bias gets Caffe's multiplier; BatchNorm's offset, which
+  # Caffe's networks never had, does not.
+  params = {'conv': {'kernel': jnp.ones(2), 'bias': jnp.ones(2),
+                     'bn': {'scale': jnp.ones(2), 'bias': jnp.ones(2)}}}
   grads = jax.tree_util.tree_map(jnp.ones_like, params)
   updates = {}
   for mult in (1.0, 2.0):
@@ -292,8 +295,11 @@ def test_bias_lr_mult_scales_only_the_biases_updates():
       updates[mult], state = tx.update(grads, state, params)
   np.testing.assert_allclose(updates[2.0]['conv']['bias'],
                              2 * updates[1.0]['conv']['bias'])
-  np.testing.assert_array_equal(updates[2.0]['conv']['kernel'],
-                                updates[1.0]['conv']['kernel'])
+  for kept in (('kernel',), ('bn', 'scale'), ('bn', 'bias')):
+    two, one = updates[2.0]['conv'], updates[1.0]['conv']
+    for key in kept:
+      two, one = two[key], one[key]
+    np.testing.assert_array_equal(two, one)
 
 
 def test_imagenet_recipes():

@@ -88,14 +88,15 @@ def _other_augmentation(c: ml_collections.ConfigDict) -> None:
   """Training augmentation after the crop."""
   # Random horizontal flip.
   c.flip = True
-  # Photometric distortions after Howard (2013), applied in random order:
-  # brightness delta (as a fraction of the pixel range), contrast and
-  # saturation factors in [1 - s, 1 + s], hue shift (fraction of the colour
-  # circle) and AlexNet's PCA lighting noise (std of the eigen-coefficients).
-  # The four ranges are TF-slim's Inception preprocessing's; TF-slim has no
-  # lighting noise (AlexNet's is added here), applies its four distortions
-  # in one of four fixed orders and clips once at the end, where this
-  # pipeline draws any order of the five and clips after each.
+  # Photometric distortions. The paper only cites Andrew Howard's (2013)
+  # and gives no parameters; these are TF-slim's Inception preprocessing
+  # (Google's published version) plus AlexNet's lighting: brightness delta
+  # (as a fraction of the pixel range), contrast and saturation factors in
+  # [1 - s, 1 + s], hue shift (fraction of the colour circle), whose ranges
+  # are TF-slim's, and AlexNet's PCA lighting noise (std of the
+  # eigen-coefficients), which TF-slim lacks. TF-slim applies its four in one
+  # of four fixed orders and clips once at the end; this pipeline draws any
+  # order of the five and clips after each.
   c.distort_color = True
   c.brightness = 32.0 / 255.0
   c.contrast = 0.5
