@@ -89,16 +89,20 @@ PREPROCESSING_KEYS = ('normalization', 'eval_crop_fraction')
 def recorded_preprocessing(restored: loader.Restored) -> Dict[str, Any]:
   """The data keys a checkpoint's weights expect at evaluation.
 
-  Its input size always; the normalisation and crop fraction from the
-  training config it kept (a training run, an export), or torchvision's for
-  converted torchvision weights (or what ``extra.preprocessing`` records).
+  Its input size always; the normalisation and crop fraction that
+  ``extra.preprocessing`` records (an export, converted Caffe weights), or
+  from the training config it kept (a training run), or torchvision's for
+  converted torchvision weights.
   """
   out: Dict[str, Any] = {'image_size': restored.image_size}
   extra = restored.meta.get('extra') or {}
   saved = loader.config_of(restored)
   if extra.get('preprocessing'):
-    out.update({k: extra['preprocessing'][k] for k in PREPROCESSING_KEYS
-                if k in extra['preprocessing']})
+    recorded = dict(extra['preprocessing'])
+    # export and the Caffe converter write predict's name for it.
+    if 'crop_fraction' in recorded:
+      recorded.setdefault('eval_crop_fraction', recorded['crop_fraction'])
+    out.update({k: recorded[k] for k in PREPROCESSING_KEYS if k in recorded})
   elif saved is not None and 'data' in saved:
     out.update({k: saved.data[k] for k in PREPROCESSING_KEYS
                 if k in saved.data})
