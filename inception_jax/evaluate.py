@@ -8,7 +8,7 @@ r"""Evaluate any checkpoint with 1, 10 or 144 crops per image.
 
 `--workdir` evaluates a training run on its own data. `--checkpoint` takes
 any checkpoint `inception_jax.load` reads, a parameters-only one included (an
-export, converted torchvision weights), against the data of `--config`
+export, converted torchvision or Caffe weights), against the data of `--config`
 (default: the config the checkpoint kept, if any). The preprocessing is the
 checkpoint's, not the data config's: its input size, and the normalisation
 and center crop it was trained with (a training run's config; torchvision's
@@ -225,7 +225,7 @@ def define_flags() -> None:
   cli.DEFINE_path('workdir', None, 'The training workdir to evaluate.')
   cli.DEFINE_path('checkpoint', None,
                   'Any checkpoint: a workdir, a step, an export or converted '
-                  'torchvision weights (model.json).')
+                  'torchvision or Caffe weights (model.json).')
   config_flags.DEFINE_config_file(
       'config', None, 'The data to evaluate on (with :args); default: the '
       "checkpoint's own config. Its preprocessing is the checkpoint's.",
