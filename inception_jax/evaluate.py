@@ -8,11 +8,12 @@ r"""Evaluate any checkpoint with 1, 10 or 144 crops per image.
 
 `--workdir` evaluates a training run on its own data. `--checkpoint` takes
 any checkpoint `inception_jax.load` reads, a parameters-only one included (an
-export, converted torchvision or Caffe weights), against the data of `--config`
-(default: the config the checkpoint kept, if any). The preprocessing is the
-checkpoint's, not the data config's: its input size, and the normalisation
-and center crop it was trained with (a training run's config; torchvision's
-resize-256-crop-224 with ImageNet mean/std for converted weights), so
+export, converted torchvision or Caffe weights), against the data of
+`--config` (default: the config the checkpoint kept, if any). The
+preprocessing is the checkpoint's, not the data config's: its input size,
+and the normalisation and center crop it was trained with (a training run's
+config; torchvision's resize-256-crop-224 with ImageNet mean/std for
+converted torchvision weights, Caffe's 0-255 minus the mean for Caffe's), so
 torchvision's weights score what torchvision reports (69.8% top-1 on the
 ImageNet validation set).
 

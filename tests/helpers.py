@@ -9,6 +9,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from inception_jax import caffe
+from inception_jax import convert
+from inception_jax.models import googlenet
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST_COMPILE = {'xla_backend_optimization_level': 0}
 # The `:runlocal` run every trained-workdir test shares.
@@ -124,9 +128,6 @@ def random_caffe_variables(num_classes: int = 1000, aux: bool = True,
                            seed: int = 0) -> dict:
   """bvlc_googlenet-shaped variables, random with He scaling (activations
   keep Caffe's 0-255 scale, where the LRNs act)."""
-  from inception_jax import caffe  # pylint: disable=g-import-not-at-top
-  from inception_jax import convert  # pylint: disable=g-import-not-at-top
-  from inception_jax.models import googlenet  # pylint: disable=g-import-not-at-top
   model = googlenet.create_model(**caffe.model_kwargs(num_classes, aux))
   rng = np.random.default_rng(seed)
 
@@ -148,7 +149,6 @@ def write_random_caffemodel(path, num_classes: int = 1000, aux: bool = True,
                             v1: bool = False, seed: int = 0) -> dict:
   """A bvlc_googlenet caffemodel with random weights; returns the variables
   it should import as."""
-  from inception_jax import caffe  # pylint: disable=g-import-not-at-top
   variables = random_caffe_variables(num_classes, aux, seed)
   with open(path, 'wb') as f:
     f.write(caffe.serialize(caffe.to_caffe(variables, v1=v1)))

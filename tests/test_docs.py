@@ -50,7 +50,8 @@ HOW = [
      r'--out=runs/bvlc_googlenet$', [], 'wrote'),
     (r'-m inception_jax\.evaluate --checkpoint=runs/bvlc_googlenet '
      r'--config=configs/imagenet\.py --config\.data\.manual_dir=MANUAL$',
-     'error', 'ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar are missing'),
+     'error',
+     'ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar are missing'),
     # FOLDER is a tiny image folder made in the scratch directory.
     (r'-m inception_jax\.main --config=configs/imagenet\.py:variant=torchvision '
      r'--config\.data\.name=image_folder --config\.data\.root=FOLDER ',
