@@ -1,4 +1,4 @@
-"""torchvision GoogLeNet weights to this project's Flax model.
+"""torchvision's and Caffe's GoogLeNet weights to this project's Flax model.
 
 `from_torchvision` maps a ``torchvision.models.googlenet`` state dict (the
 ``IMAGENET1K_V1`` weights, or any model of that architecture) onto the
@@ -21,10 +21,22 @@ to read the ``.pth`` file::
   python -m inception_jax.convert --torchvision=googlenet.pth --out=DIR
 
 writes a parameters-only checkpoint (`inception_jax.checkpoints.params`).
+
+BVLC's ``bvlc_googlenet.caffemodel`` (and any caffemodel of that network,
+old ``layers`` files included) becomes a checkpoint of the paper variant
+(`inception_jax.caffe`)::
+
+  python -m inception_jax.convert --caffe=bvlc_googlenet.caffemodel --out=DIR
+
+It records the input Caffe's weights need, 0-255 minus the mean (conv1 is
+turned to take RGB, so this is Caffe's BGR ``mean_value: 104, 117, 123``),
+and BVLC's evaluation crop (224 of 256), which `evaluate`, `predict` and
+`export` apply by themselves.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import pickle
@@ -34,6 +46,7 @@ from typing import Any, Mapping, Optional, Sequence, Tuple
 import jax
 import numpy as np
 
+from inception_jax import caffe
 from inception_jax import cli
 from inception_jax import paths
 from inception_jax.checkpoints import params
@@ -350,10 +363,109 @@ def convert_file(torchvision_path: str, out_dir: str, *, image_size: int = 224,
   return os.fspath(out)
 
 
+# BVLC's evaluation: a 256x256 resize and its center 224 crop, the mean
+# subtracted on the 0-255 scale. Here the crop keeps the aspect ratio (the
+# center square, 224/256 of the shorter side), as every evaluation does.
+CAFFE_PREPROCESSING = {'image_size': 224, 'crop_fraction': 224 / 256,
+                       'normalization': 'caffe'}
+
+
+@dataclasses.dataclass
+class CaffeConversion:
+  """What `convert_caffe_file` wrote and found.
+
+  Attributes:
+    out: the checkpoint directory.
+    sha1: the file's SHA-1.
+    bvlc_sha1_matches: whether it is BVLC's published one; None when the
+      file has neither the name nor the size of bvlc_googlenet.caffemodel.
+    aux: the file had the auxiliary heads (loss1/*, loss2/*).
+  """
+  out: str
+  sha1: str
+  bvlc_sha1_matches: Optional[bool]
+  aux: bool
+
+  def lines(self, caffe_path: str) -> list[str]:
+    lines = []
+    if self.bvlc_sha1_matches:
+      lines.append(f'SHA-1 {self.sha1} matches BVLC\'s published '
+                   f'{caffe.BVLC_GOOGLENET_FILE}.')
+    elif self.bvlc_sha1_matches is not None:
+      lines.append(
+          f'SHA-1 {self.sha1} of {caffe_path} does not match BVLC\'s '
+          f'published {caffe.BVLC_GOOGLENET_SHA1} for '
+          f'{caffe.BVLC_GOOGLENET_FILE}: another or a damaged file; its '
+          'layers fit, so it was converted.')
+    if not self.aux:
+      lines.append(
+          f'no auxiliary heads in {caffe_path}: it has no loss1/* or loss2/* '
+          'layers (a deploy-only file), so the checkpoint has none; '
+          'fine-tuning with aux=True initialises them fresh.')
+    lines.append(f'wrote {self.out}')
+    return lines
+
+
+def _sha1(path: str) -> str:
+  h = hashlib.sha1()
+  with open(path, 'rb') as f:
+    for chunk in iter(lambda: f.read(1 << 20), b''):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def convert_caffe_file(caffe_path: str, out_dir: str, *,
+                       overwrite: bool = False) -> CaffeConversion:
+  """Converts a bvlc_googlenet caffemodel into a params checkpoint.
+
+  Raises:
+    ValueError: one line, for a file that is not a caffemodel or holds
+      another network (the first layer that does not fit), before anything
+      is written.
+  """
+  caffe_path = paths.resolve(caffe_path)
+  if not os.path.isfile(caffe_path):
+    raise ValueError(f'{caffe_path}: no such file.')
+  net = caffe.read(caffe_path)
+  variables, kwargs = caffe.from_caffe(net, source=caffe_path)
+  sha1 = _sha1(caffe_path)
+  looks_like_bvlc = (
+      os.path.basename(caffe_path) == caffe.BVLC_GOOGLENET_FILE or
+      os.path.getsize(caffe_path) == caffe.BVLC_GOOGLENET_SIZE)
+  extra = {
+      'source': 'caffe bvlc_googlenet',
+      'source_file': os.path.basename(caffe_path),
+      'source_sha1': sha1,
+      'caffe_network': net.name,
+      'caffe_layer_format': 'layers (V1)' if net.v1 else 'layer',
+      'preprocessing': dict(CAFFE_PREPROCESSING),
+      'input': ('RGB, 0-255 minus the mean (123, 117, 104): conv1\'s input '
+                "channels are reversed from Caffe's BGR, whose mean_value "
+                '104, 117, 123 this is'),
+  }
+  out = params.save(
+      paths.resolve(out_dir), variables, googlenet.create_model(**kwargs),
+      image_size=CAFFE_PREPROCESSING['image_size'],
+      class_names=_imagenet_class_names(kwargs['num_classes']), extra=extra,
+      overwrite=overwrite)
+  return CaffeConversion(
+      out=os.fspath(out), sha1=sha1,
+      bvlc_sha1_matches=(sha1 == caffe.BVLC_GOOGLENET_SHA1
+                         if looks_like_bvlc else None),
+      aux=kwargs['aux'])
+
+
 def main(argv: Sequence[str]) -> None:
   del argv
   from absl import flags  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
+  if bool(f.torchvision) == bool(f.caffe):
+    raise ValueError('Pass exactly one of --torchvision (a .pth state dict) '
+                     'and --caffe (a .caffemodel).')
+  if f.caffe:
+    result = convert_caffe_file(f.caffe, f.out, overwrite=f.overwrite)
+    print('\n'.join(result.lines(f.caffe)))
+    return
   out = convert_file(f.torchvision, f.out, image_size=f.image_size,
                      transform_input=f.transform_input, overwrite=f.overwrite)
   print(f'wrote {out}')
@@ -363,15 +475,18 @@ def define_flags() -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
   cli.DEFINE_path('torchvision', None,
                   'torchvision googlenet state dict (.pth).')
+  cli.DEFINE_path('caffe', None,
+                  "Caffe bvlc_googlenet weights (.caffemodel), BVLC's or "
+                  'any of that network.')
   cli.DEFINE_path('out', None, 'checkpoint directory to write.')
   flags.DEFINE_integer('image_size', 224,
-                       'input size recorded for preprocessing.',
+                       'input size recorded for preprocessing (--torchvision).',
                        lower_bound=32)
   flags.DEFINE_bool('transform_input', True,
                     "torchvision's input remapping; its ImageNet weights "
                     'need it.')
   flags.DEFINE_bool('overwrite', False, 'replace an existing checkpoint.')
-  flags.mark_flags_as_required(['torchvision', 'out'])
+  flags.mark_flags_as_required(['out'])
 
 
 if __name__ == '__main__':

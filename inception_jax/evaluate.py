@@ -8,14 +8,15 @@ r"""Evaluate any checkpoint with 1, 10 or 144 crops per image.
 
 `--workdir` evaluates a training run on its own data. `--checkpoint` takes
 any checkpoint `inception_jax.load` reads, a parameters-only one included (an
-export, converted torchvision weights), against the data of `--config`
-(default: the config the checkpoint kept, if any). The preprocessing is the
-checkpoint's, not the data config's: its input size, and the normalisation
-and center crop it was trained with (a training run's config; torchvision's
-resize-256-crop-224 with ImageNet mean/std for converted weights), the
-protocol under which torchvision reports 69.78% top-1 for its weights on the
-ImageNet validation set (torchvision's figure; the conversion is checked here
-by logit parity, tests/test_convert.py).
+export, converted torchvision or Caffe weights), against the data of
+`--config` (default: the config the checkpoint kept, if any). The
+preprocessing is the checkpoint's, not the data config's: its input size,
+and the normalisation and center crop it was trained with (a training run's
+config; torchvision's resize-256-crop-224 with ImageNet mean/std for
+converted torchvision weights, the protocol under which torchvision reports
+69.78% top-1 for them (torchvision's figure; the conversion is checked here
+by logit parity, tests/test_convert.py); Caffe's 0-255 minus the mean for
+Caffe's).
 
 The Polyak-averaged weights are evaluated (``--raw`` adds the raw weights as
 ``eval_raw/*``); with several crops the softmax is averaged over the crops of
@@ -90,16 +91,20 @@ PREPROCESSING_KEYS = ('normalization', 'eval_crop_fraction')
 def recorded_preprocessing(restored: loader.Restored) -> Dict[str, Any]:
   """The data keys a checkpoint's weights expect at evaluation.
 
-  Its input size always; the normalisation and crop fraction from the
-  training config it kept (a training run, an export), or torchvision's for
-  converted torchvision weights (or what ``extra.preprocessing`` records).
+  Its input size always; the normalisation and crop fraction that
+  ``extra.preprocessing`` records (an export, converted Caffe weights), or
+  from the training config it kept (a training run), or torchvision's for
+  converted torchvision weights.
   """
   out: Dict[str, Any] = {'image_size': restored.image_size}
   extra = restored.meta.get('extra') or {}
   saved = loader.config_of(restored)
   if extra.get('preprocessing'):
-    out.update({k: extra['preprocessing'][k] for k in PREPROCESSING_KEYS
-                if k in extra['preprocessing']})
+    recorded = dict(extra['preprocessing'])
+    # export and the Caffe converter write predict's name for it.
+    if 'crop_fraction' in recorded:
+      recorded.setdefault('eval_crop_fraction', recorded['crop_fraction'])
+    out.update({k: recorded[k] for k in PREPROCESSING_KEYS if k in recorded})
   elif saved is not None and 'data' in saved:
     out.update({k: saved.data[k] for k in PREPROCESSING_KEYS
                 if k in saved.data})
@@ -222,7 +227,7 @@ def define_flags() -> None:
   cli.DEFINE_path('workdir', None, 'The training workdir to evaluate.')
   cli.DEFINE_path('checkpoint', None,
                   'Any checkpoint: a workdir, a step, an export or converted '
-                  'torchvision weights (model.json).')
+                  'torchvision or Caffe weights (model.json).')
   config_flags.DEFINE_config_file(
       'config', None, 'The data to evaluate on (with :args); default: the '
       "checkpoint's own config. Its preprocessing is the checkpoint's.",

@@ -9,6 +9,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from inception_jax import caffe
+from inception_jax import convert
+from inception_jax.models import googlenet
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST_COMPILE = {'xla_backend_optimization_level': 0}
 # The `:runlocal` run every trained-workdir test shares.
@@ -105,3 +109,47 @@ def tar_bytes(members) -> bytes:
       info.size = len(content)
       tar.addfile(info, io.BytesIO(content))
   return buffer.getvalue()
+
+
+def write_image_folder(root) -> None:
+  """FOLDER/{train,val}/{cat,dog}/*.png: 8 and 4 random 40x48 images each."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  for split, count in (('train', 8), ('val', 4)):
+    for label in ('cat', 'dog'):
+      os.makedirs(os.path.join(root, split, label))
+      for i in range(count):
+        pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(
+            os.path.join(root, split, label, f'{i}.png'))
+
+
+def random_caffe_variables(num_classes: int = 1000, aux: bool = True,
+                           seed: int = 0) -> dict:
+  """bvlc_googlenet-shaped variables, random with He scaling (activations
+  keep Caffe's 0-255 scale, where the LRNs act)."""
+  model = googlenet.create_model(**caffe.model_kwargs(num_classes, aux))
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    if len(leaf.shape) == 1:
+      return rng.uniform(-0.1, 0.1, leaf.shape).astype(np.float32)
+    fan_in = int(np.prod(leaf.shape[:-1]))
+    # Classifiers 100x smaller: logits of about 1, a softmax not saturated.
+    scale = 0.01 if jax.tree_util.keystr(path).count('classifier') or (
+        'fc2' in jax.tree_util.keystr(path)) else 1.0
+    return (rng.standard_normal(leaf.shape) * scale *
+            np.sqrt(2.0 / fan_in)).astype(np.float32)
+
+  return jax.tree_util.tree_map_with_path(
+      draw, convert.expected_variables(model))
+
+
+def write_random_caffemodel(path, num_classes: int = 1000, aux: bool = True,
+                            v1: bool = False, seed: int = 0) -> dict:
+  """A bvlc_googlenet caffemodel with random weights; returns the variables
+  it should import as."""
+  variables = random_caffe_variables(num_classes, aux, seed)
+  with open(path, 'wb') as f:
+    f.write(caffe.serialize(caffe.to_caffe(variables, v1=v1)))
+  return variables

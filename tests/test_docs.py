@@ -18,9 +18,8 @@ import re
 import shlex
 import time
 
-import numpy as np
-
-from tests.helpers import REPO, last_error_line, run_python
+from tests.helpers import (REPO, last_error_line, run_python,
+                           write_image_folder, write_random_caffemodel)
 
 DOCUMENTS = ('README.md', 'WORKSPACE.md')
 _STARTS = re.compile(r'^(\.venv/bin/python|python3?|make)\b')
@@ -45,6 +44,13 @@ HOW = [
     (r'-m inception_jax\.evaluate --checkpoint=runs/tv_googlenet '
      r'--config=configs/imagenet\.py:variant=torchvision '
      r'--config\.data\.manual_dir=MANUAL$', 'error',
+     'ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar are missing'),
+    # A random-weight bvlc_googlenet file, written by the test.
+    (r'-m inception_jax\.convert --caffe=bvlc_googlenet\.caffemodel '
+     r'--out=runs/bvlc_googlenet$', [], 'wrote'),
+    (r'-m inception_jax\.evaluate --checkpoint=runs/bvlc_googlenet '
+     r'--config=configs/imagenet\.py --config\.data\.manual_dir=MANUAL$',
+     'error',
      'ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar are missing'),
     # FOLDER is a tiny image folder made in the scratch directory.
     (r'-m inception_jax\.main --config=configs/imagenet\.py:variant=torchvision '
@@ -129,21 +135,11 @@ def _write_torchvision_weights(path):
   torch.save(model.state_dict(), path)
 
 
-def _write_image_folder(root):
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  rng = np.random.default_rng(0)
-  for split, count in (('train', 8), ('val', 4)):
-    for label in ('cat', 'dog'):
-      (root / split / label).mkdir(parents=True)
-      for i in range(count):
-        pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(root / split / label / f'{i}.png')
-
-
 def test_documented_commands_run_as_printed(tmp_path):
   os.symlink(os.path.join(REPO, 'configs'), tmp_path / 'configs')
   _write_torchvision_weights(tmp_path / 'googlenet-1378be20.pth')
-  _write_image_folder(tmp_path / 'FOLDER')
+  write_image_folder(tmp_path / 'FOLDER')
+  write_random_caffemodel(tmp_path / 'bvlc_googlenet.caffemodel')
   done = set()
   ordered = sorted(
       {c for _, c in documented_commands()},
