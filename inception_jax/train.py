@@ -209,18 +209,20 @@ class TrainLog:
 
 
 def banner(model, info, *, params: int, total_steps: int, batch_size: int,
-           mesh, workdir: str, peer_timeout_s: int = 100) -> str:
-  line = (f'Training GoogLeNet ({params:,} parameters, '
+           mesh, workdir: str) -> str:
+  return (f'Training GoogLeNet ({params:,} parameters, '
           f'{model.module}/{model.normalization}/aux={model.aux}, '
           f'{jnp.dtype(model.dtype).name}) on {info.name} ({info.num_train} '
           f'images, {info.num_classes} classes) for {total_steps} steps of '
           f'{batch_size} on {mesh.devices.size} device(s) '
           f'({jax.process_count()} process(es)); workdir {workdir}')
-  if jax.process_count() > 1:
-    line += (f'\nIf a process of this run is lost, the others stop within '
-             f'peer_timeout_s={peer_timeout_s}s; then rerun the same command '
-             f'on every host to resume from the newest checkpoint.')
-  return line
+
+
+def peer_line(peer_timeout_s: int) -> str:
+  """What a multi-process run (fresh or resumed) says about a lost peer."""
+  return (f'If a process of this run is lost, the others stop within '
+          f'peer_timeout_s={peer_timeout_s}s; then rerun the same command '
+          f'on every host to resume from the newest checkpoint.')
 
 
 def input_line(wait_fraction: float, data_cfg) -> str:
@@ -337,7 +339,9 @@ def train_and_evaluate(
       f'{ckpt.directory}.' if resumed else banner(
           model, info, params=googlenet.count_params(state.params),
           total_steps=total_steps, batch_size=config.batch_size, mesh=mesh,
-          workdir=workdir, peer_timeout_s=config.peer_timeout_s))
+          workdir=workdir))
+  if jax.process_count() > 1:
+    progress.print(peer_line(config.peer_timeout_s))
 
   # --- Loop, then the end: a summary (a finished run rerun evaluates once
   # more).
