@@ -56,7 +56,8 @@ class Preprocessing:
     image_size: side of the square model input.
     crop_fraction: the centered square covers this fraction of the shorter
       side before it is resized to `image_size`.
-    normalization: 'imagenet', 'minus_one_one' or 'none'.
+    normalization: a `data.normalization` mode ('caffe', 'imagenet',
+      'minus_one_one' or 'none').
   """
   image_size: int
   crop_fraction: float
@@ -76,10 +77,14 @@ def preprocessing_of(restored: loader.Restored) -> Preprocessing:
                          float(data.eval_crop_fraction),
                          str(data.normalization))
   saved = (restored.meta.get('extra') or {}).get('preprocessing') or {}
+  # Nothing recorded: the input an LRN model needs (its constants act only at
+  # Caffe's 0-255 scale), ImageNet's mean/std otherwise.
+  default = ('caffe' if restored.model.normalization == 'lrn' else
+             DEFAULT_NORMALIZATION)
   return Preprocessing(
       int(saved.get('image_size', restored.image_size)),
       float(saved.get('crop_fraction', DEFAULT_CROP_FRACTION)),
-      str(saved.get('normalization', DEFAULT_NORMALIZATION)))
+      str(saved.get('normalization', default)))
 
 
 def read_image(path: str) -> np.ndarray:

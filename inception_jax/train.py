@@ -65,8 +65,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """One-line errors for values the config loader cannot check by type."""
   # The model's arguments, checked by building it (cheap: nothing is
   # initialised) before the data set is prepared.
-  googlenet.create_model(
+  model = googlenet.create_model(
       **dict(config.model, num_classes=config.model.num_classes or 1))
+  if model.normalization == 'lrn' and config.data.normalization != 'caffe':
+    raise ValueError(
+        f'model.norm=lrn with data.normalization='
+        f'{config.data.normalization!r}: the paper\'s LRN constants act only '
+        f'at Caffe\'s 0-255 input; at this scale the LRNs change the logits '
+        f'by about 1e-5 and the run would train without them. Use the '
+        f'config arg norm=lrn (--config=FILE:norm=lrn), which sets both, or '
+        f'add --config.data.normalization=caffe.')
   if config.data.image_size < googlenet.MIN_IMAGE_SIZE:
     raise ValueError(
         f'data.image_size={config.data.image_size} is too small: GoogLeNet '

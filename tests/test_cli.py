@@ -23,6 +23,9 @@ from tests.helpers import TINY_CONFIG, last_error_line, run_main
     # Raised by the trainer, before anything compiles.
     ([f'--config={TINY_CONFIG}', '--config.model.num_classes=7'],
      'model.num_classes=7 but the data set has 10 classes'),
+    # LRN at a unit input scale would do nothing (the config arg sets both).
+    ([f'--config={TINY_CONFIG}', '--config.model.norm=lrn'],
+     "model.norm=lrn with data.normalization='minus_one_one'"),
 ])
 def test_bad_input_is_one_line_and_exit_1(tmp_path, args, message):
   result = run_main(args + [f'--workdir={tmp_path}/run'], timeout=300)

@@ -17,6 +17,7 @@ import textwrap
 
 import flax
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from PIL import Image
@@ -407,3 +408,20 @@ def test_a_copy_without_commit_markers_loads_once_checked(workdir, tmp_path):
   shutil.rmtree(checkpoints / '3' / 'config')
   with pytest.raises(ValueError, match='incomplete \\(config/: missing\\)'):
     loader.load(checkpoints / '3')
+
+
+def test_an_lrn_model_without_recorded_preprocessing_gets_caffes_input(
+    tmp_path):
+  """The paper's LRNs act only at Caffe's 0-255 input: a parameters-only
+  LRN checkpoint that records no preprocessing is fed that, a BatchNorm one
+  ImageNet's mean/std."""
+  from inception_jax.checkpoints import params  # pylint: disable=g-import-not-at-top
+  from inception_jax.models import googlenet  # pylint: disable=g-import-not-at-top
+  for norm, expected in (('lrn', 'caffe'), ('batchnorm', 'imagenet')):
+    model = googlenet.create_model(num_classes=3, norm=norm, width=0.0625,
+                                   aux=False)
+    variables = jax.jit(lambda m=model: m.init(
+        jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False))()
+    out = params.save(tmp_path / norm, variables, model, image_size=32)
+    assert predict.preprocessing_of(
+        loader.load(out)).normalization == expected
