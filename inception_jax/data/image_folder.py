@@ -21,7 +21,6 @@ from typing import Dict, List, Optional, Tuple
 
 from absl import logging
 from PIL import Image
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from inception_jax.data import config as config_lib
@@ -106,6 +105,9 @@ def list_folder(root: str) -> FolderListing:
 
 def decodes(path: str) -> bool:
   """Whether the file decodes as an image with the decoder training uses."""
+  # TensorFlow is imported here, not with the module: the trainer imports
+  # this module on every data set, and TF takes 2-3 s to import.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   try:
     with open(path, 'rb') as f:
       data = f.read()
