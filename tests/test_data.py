@@ -12,7 +12,6 @@ import logging
 import os
 import pickle
 
-import ml_collections
 import numpy as np
 from PIL import Image
 import pytest
@@ -409,62 +408,6 @@ def test_read_options_are_checked(fmnist_cfg):
   with pytest.raises(ValueError, match=r'data.read_threads \(0\).*>= 1'):
     pipeline.create_train_iterator(cfg, global_batch_size=4, seed=0,
                                    process_index=0, process_count=1)
-
-
-def _old_data_config(**values):
-  """A data config as an older version saved it, Fashion-MNIST keys and all."""
-  old = data_config.default_config().to_dict()
-  old.update(fashion_mnist_crop='random_resized', fashion_mnist_flip=True,
-             fashion_mnist_eval_crop_fraction=1.0)
-  old.update(values)
-  return old
-
-
-def test_upgrade_moves_fashion_mnist_keys_onto_the_generic_ones():
-  old = _old_data_config(name='fashion_mnist', fashion_mnist_crop='resize',
-                         fashion_mnist_flip=False,
-                         fashion_mnist_eval_crop_fraction=0.9,
-                         image_size=48)
-  del old['read_threads']  # A key added after the checkpoint was written.
-  new = data_config.upgrade(ml_collections.ConfigDict(old))
-  assert sorted(new.keys()) == sorted(data_config.default_config().keys())
-  assert (new.crop, new.flip, new.eval_crop_fraction) == ('resize', False,
-                                                          0.9)
-  # Never applied to Fashion-MNIST by the old pipeline, whatever they said.
-  assert not new.distort_color and not new.random_interpolation
-  assert new.image_size == 48 and new.read_threads == 1
-  # The oldest configs lack the evaluation fraction: the old default.
-  del old['fashion_mnist_eval_crop_fraction']
-  assert data_config.upgrade(old).eval_crop_fraction == 1.0
-
-
-def test_upgrade_keeps_other_data_sets_and_todays_configs():
-  old = _old_data_config(name='image_folder', root='/x', crop='pad_and_crop',
-                         fashion_mnist_crop='resize')
-  new = data_config.upgrade(old)
-  assert not any(k in new for k in data_config.REMOVED_KEYS)
-  assert (new.crop, new.root, new.eval_crop_fraction) == ('pad_and_crop',
-                                                          '/x', 0.875)
-  assert new.distort_color and new.random_interpolation
-  today = _fmnist_config('/tmp/x', crop='pad_and_crop')
-  assert data_config.upgrade(today).to_dict() == today.to_dict()
-
-
-@needs_fmnist
-def test_upgraded_old_fashion_mnist_config_gives_the_same_batches(fmnist_cfg):
-  """What a checkpoint of the old code resumes into: the very same input."""
-  for crop in ('random_resized', 'pad_and_crop'):
-    old = _old_data_config(name='fashion_mnist', image_size=16,
-                           data_dir=fmnist_cfg.data_dir,
-                           fashion_mnist_crop=crop)
-    upgraded = data_config.upgrade(old)
-    today = _fmnist_config(fmnist_cfg.data_dir, crop=crop)
-    assert upgraded.to_dict() == today.to_dict()
-    kwargs = dict(global_batch_size=4, seed=1, process_index=0,
-                  process_count=1)
-    np.testing.assert_array_equal(
-        next(pipeline.create_train_iterator(upgraded, **kwargs))['image'],
-        next(pipeline.create_train_iterator(today, **kwargs))['image'])
 
 
 @needs_fmnist

@@ -4,8 +4,7 @@ Import the submodule you need; this package imports nothing itself, so the
 TensorFlow-free ones (`crops`, `normalization`, `config`, `position`) stay
 light for `predict` and the checkpoint code:
 
-* `config`: every ``data.*`` key with its default; `config.upgrade` brings a
-  data config saved by an older version to today's keys.
+* `config`: every ``data.*`` key with its default.
 * `datasets`: preparing a data set as TFDS ``array_record`` files, its
   splits and class names (`datasets.get_dataset_info`,
   `datasets.resolve_splits`) and random access to its records.

@@ -7,9 +7,6 @@ that needs others sets them in its config (``small_image_config`` of
 ``inception_jax/config.py`` turns the 8% crops, colour distortions and random
 interpolation, all meant for photos, into milder crops of a small image). The preprocessing reads
 only these keys, never the data set's name.
-
-`upgrade` turns a data config saved by an older version (a checkpoint's
-config) into one in today's keys.
 """
 
 from __future__ import annotations
@@ -154,41 +151,3 @@ def _robustness_and_throughput(c: ml_collections.ConfigDict) -> None:
   # remote storage.
   c.read_threads = 1
   c.read_buffer_size = 16
-
-
-# Keys of older versions, gone since the preprocessing stopped branching on
-# the data set: Fashion-MNIST's own crop, flip and evaluation crop fraction.
-REMOVED_KEYS = ('fashion_mnist_crop', 'fashion_mnist_flip',
-                'fashion_mnist_eval_crop_fraction')
-
-
-def upgrade(data_cfg) -> ml_collections.ConfigDict:
-  """A data config in today's keys, equivalent to ``data_cfg``.
-
-  ``data_cfg`` may come from a checkpoint of any version. Older versions
-  gave Fashion-MNIST its own keys (``fashion_mnist_crop``,
-  ``fashion_mnist_flip``, ``fashion_mnist_eval_crop_fraction``) and never
-  applied colour distortions or random interpolation to it. For such a
-  config with ``name == 'fashion_mnist'`` those values move onto ``crop``,
-  ``flip`` and ``eval_crop_fraction``, and ``distort_color`` and
-  ``random_interpolation`` become False, so the pipeline rebuilt from it
-  produces what the run saw. The removed keys are dropped, keys added since
-  get their defaults, and a config already in today's keys comes back equal.
-  Returns a new, unlocked ConfigDict; ``data_cfg`` is left as it is.
-  """
-  old = (data_cfg.to_dict() if isinstance(data_cfg, ml_collections.ConfigDict)
-         else dict(data_cfg))
-  new = default_config()
-  for key in new.keys():
-    if key in old:
-      new[key] = old[key]
-  # Every version before this one wrote fashion_mnist_crop and
-  # fashion_mnist_flip, so their presence marks an old config.
-  if old.get('name') == 'fashion_mnist' and any(k in old
-                                                for k in REMOVED_KEYS):
-    new.crop = old.get('fashion_mnist_crop', 'random_resized')
-    new.flip = old.get('fashion_mnist_flip', True)
-    new.eval_crop_fraction = old.get('fashion_mnist_eval_crop_fraction', 1.0)
-    new.distort_color = False
-    new.random_interpolation = False
-  return new
