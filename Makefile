@@ -31,8 +31,7 @@ setup-test: $(VENV)/.installed-test
 # version); requirements.lock takes requirements-test.lock's versions, so the
 # test environment only adds to the training one. Versions already locked are
 # kept unless a requirement changed them.
-LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
-        --custom-compile-command 'make lock'
+LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11
 lock: setup-test
 	$(LOCK) requirements-test.txt -o requirements-test.lock
 	$(LOCK) requirements.txt -c requirements-test.lock -o requirements.lock
