@@ -1,26 +1,40 @@
 # `make train`: set up and train the bundled default (Fashion-MNIST, CPU).
 # `make test`:  set up and run the test suite.
+# `make lock`:  pin the whole environment again after editing requirements*.txt.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+PIP_VERSION := 26.3
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 WORKDIR ?= runs/fashion_mnist
 CONFIG ?= configs/fashion_mnist.py
 
-.PHONY: setup setup-test data train test
+.PHONY: setup setup-test data train test lock
 
-$(VENV)/.installed: requirements.txt
+# The environment comes from the lock files, every package pinned with its
+# hashes; requirements*.txt hold only the direct requirements they are made from.
+$(VENV)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -r requirements.txt
+	$(VENV)/bin/pip install -q pip==$(PIP_VERSION)
+	$(VENV)/bin/pip install -q --require-hashes -r requirements.lock
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
-	$(VENV)/bin/pip install -q -r requirements-test.txt
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.lock
+	$(VENV)/bin/pip install -q --require-hashes -r requirements-test.lock
 	touch $@
 
 setup: $(VENV)/.installed
 setup-test: $(VENV)/.installed-test
+
+# Both locks are resolved for CPython 3.11 on x86-64 Linux by uv from the test
+# environment (their hashes cover every platform's files of each pinned
+# version); requirements.lock takes requirements-test.lock's versions, so the
+# test environment only adds to the training one. Versions already locked are
+# kept unless a requirement changed them.
+LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11
+lock: setup-test
+	$(LOCK) requirements-test.txt -o requirements-test.lock
+	$(LOCK) requirements.txt -c requirements-test.lock -o requirements.lock
 
 # Fashion-MNIST comes from Debian's package, so nothing is downloaded at run time.
 data:

@@ -111,12 +111,12 @@ def tar_bytes(members) -> bytes:
   return buffer.getvalue()
 
 
-def write_image_folder(root) -> None:
-  """FOLDER/{train,val}/{cat,dog}/*.png: 8 and 4 random 40x48 images each."""
+def write_image_folder(root, labels=('cat', 'dog')) -> None:
+  """FOLDER/{train,val}/<label>/*.png: 8 and 4 random 40x48 images each."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   for split, count in (('train', 8), ('val', 4)):
-    for label in ('cat', 'dog'):
+    for label in labels:
       os.makedirs(os.path.join(root, split, label))
       for i in range(count):
         pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)

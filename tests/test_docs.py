@@ -10,12 +10,15 @@ by `HOW` to how it is checked:
 * checked for parsing only where it needs what this machine lacks (gcloud:
   the launcher prints its plan without running it, which is its default);
 * `make train` / `make test` are the README's two commands, which .ci/run
-  runs as printed on every submission.
+  runs as printed on every submission;
+* any other `make` target is dry-run (`make -n`): what it would run is
+  checked, not run (`make lock` resolves against the registry).
 """
 
 import os
 import re
 import shlex
+import subprocess
 import time
 
 from tests.helpers import (REPO, last_error_line, run_python,
@@ -28,6 +31,8 @@ _STARTS = re.compile(r'^(\.venv/bin/python|python3?|make)\b')
 # Order matters where one command reads what another wrote.
 HOW = [
     (r'^make (train|test)$', 'ci', None),
+    (r'^make lock$', 'dry-run',
+     'uv pip compile --quiet --generate-hashes --python-version 3.11'),
     (r'-m inception_jax\.summary --config=configs/imagenet\.py$',
      ['--xla=False'], '6,998,552'),
     (r'-m inception_jax\.summary --config=configs/imagenet\.py:module=naive$',
@@ -105,8 +110,8 @@ def documented_commands():
     prose = re.sub(r'^```.*?^```', '', text, flags=re.M | re.S)
     for span in re.findall(r'`([^`]+)`', prose.replace('\n', ' ')):
       span = ' '.join(span.split())
-      if _STARTS.match(span) and ' -m ' in f' {span} ' or span in (
-          'make train', 'make test'):
+      if _STARTS.match(span) and (' -m ' in f' {span} '
+                                  or span.startswith('make ')):
         found.append((name, span))
   return found
 
@@ -151,6 +156,12 @@ def test_documented_commands_run_as_printed(tmp_path):
     if extra == 'ci' or key in done:
       continue
     done.add(key)
+    if extra == 'dry-run':
+      result = subprocess.run(['make', '-n', *argv[1:]], cwd=REPO,
+                              capture_output=True, text=True, check=False)
+      assert result.returncode == 0, (command, result.stderr[-2000:])
+      assert expect in result.stdout, (command, result.stdout[-2000:])
+      continue
     assert argv[0] in ('python', 'python3', '.venv/bin/python'), command
     if extra == 'error':
       result = run_python(argv[1:], cwd=tmp_path, timeout=900)
