@@ -13,9 +13,10 @@ that stops being finite (an ``ArithmeticError``) is reported the same way.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
-from typing import Callable, NoReturn, Optional, Sequence
+from typing import Callable, Iterator, NoReturn, Optional, Sequence
 
 from absl import app
 from absl import flags
@@ -84,6 +85,38 @@ def _parse_flags(argv: Sequence[str]):
          'valid keys.')
 
 
+# Top-level modules of the optional extras (pyproject.toml), by extra.
+OPTIONAL_MODULES = {
+    **dict.fromkeys(('tensorflow', 'tensorflow_datasets', 'grain', 'clu',
+                     'array_record'), 'train'),
+    **dict.fromkeys(('torch', 'torchvision'), 'convert'),
+    **dict.fromkeys(('gcsfs',), 'gcs'),
+}
+
+
+def _missing_extra(error: ModuleNotFoundError) -> str:
+  return (f'this command needs {error.name}, which the base install lacks: '
+          f'pip install "inception_jax[{OPTIONAL_MODULES[error.name]}]" (or '
+          f'-r requirements.txt in a clone).')
+
+
+@contextlib.contextmanager
+def optional_imports(module_name: str) -> Iterator[None]:
+  """Around a command module's imports of an optional extra's packages.
+
+  The base install serves `load` and `predict`; data sets need the `train`
+  extra. Run as a command (``python -m``, `module_name` ``'__main__'``), a
+  missing one is a one-line error naming the extra; imported as a library,
+  the ModuleNotFoundError itself.
+  """
+  try:
+    yield
+  except ModuleNotFoundError as e:
+    if module_name != '__main__' or e.name not in OPTIONAL_MODULES:
+      raise
+    fail(_missing_extra(e))
+
+
 def run(main: Callable[[Sequence[str]], Optional[int]],
         define_flags: Callable[[], None], *,
         positional: bool = False) -> NoReturn:
@@ -111,6 +144,10 @@ def run(main: Callable[[Sequence[str]], Optional[int]],
       if flags.FLAGS.traceback:
         raise
       fail(one_line(e, limit=None))
+    except ModuleNotFoundError as e:
+      if flags.FLAGS.traceback or e.name not in OPTIONAL_MODULES:
+        raise
+      fail(_missing_extra(e))
     sys.exit(status or 0)
 
   app.run(wrapped, flags_parser=_parse_flags)

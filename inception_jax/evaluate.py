@@ -41,11 +41,14 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 import jax
 
-from inception_jax import evaluator as evaluator_lib
+from inception_jax import cli
 from inception_jax import mesh as mesh_lib
 from inception_jax import paths
 from inception_jax.checkpoints import loader
-from inception_jax.data import datasets
+
+with cli.optional_imports(__name__):
+  from inception_jax import evaluator as evaluator_lib  # pylint: disable=g-import-not-at-top
+  from inception_jax.data import datasets  # pylint: disable=g-import-not-at-top
 
 # Crops per image -> how many images a default batch holds, relative to the
 # config's eval_batch_size: the 144-crop batch stays within memory that the
@@ -222,7 +225,6 @@ def main(argv: Sequence[str]) -> None:
 
 def define_flags() -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from inception_jax import cli  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   cli.DEFINE_path('workdir', None, 'The training workdir to evaluate.')
   cli.DEFINE_path('checkpoint', None,
@@ -246,5 +248,4 @@ def define_flags() -> None:
 
 
 if __name__ == '__main__':
-  from inception_jax import cli  # pylint: disable=g-import-not-at-top
   cli.run(main, define_flags)

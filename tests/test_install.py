@@ -30,7 +30,7 @@ import jax
 import numpy as np
 
 from inception_jax.checkpoints import loader
-from tests.helpers import REPO, write_image_folder
+from tests.helpers import REPO, last_error_line, write_image_folder
 
 
 def _name(requirement: str) -> str:
@@ -176,11 +176,8 @@ def test_the_wheel_installs_alone_and_serves_a_checkpoint(tiny_run,
       for l in lines[1:]), out
 
   # evaluate needs the train extra (TFDS prepares the folder, grain reads
-  # it); the config is a file of the user's, built on the package's own.
-  start = time.time()
-  _run([pip, 'install', '-q', f'{wheel}[train]', *constraints], cwd=home)
-  train_install_s = time.time() - start
-  _run([pip, 'check'], cwd=home)
+  # it): without it, one line that says which; the config is a file of the
+  # user's, built on the package's own.
   (home / 'folder_config.py').write_text(
       'from inception_jax import config\n\n\n'
       'def get_config():\n'
@@ -188,8 +185,19 @@ def test_the_wheel_installs_alone_and_serves_a_checkpoint(tiny_run,
       "  c.data.update(name='image_folder', root='folder', data_dir='tfds',\n"
       '                worker_count=0)\n'
       '  return c\n')
-  out = _run([python, '-m', 'inception_jax.evaluate', '--checkpoint=run',
-              '--config=folder_config.py', '--batch_size=8'], cwd=home)
+  evaluate = [python, '-m', 'inception_jax.evaluate', '--checkpoint=run',
+              '--config=folder_config.py', '--batch_size=8']
+  lacking = subprocess.run(evaluate, cwd=home, capture_output=True,
+                           text=True, timeout=300, check=False)
+  assert lacking.returncode == 1, lacking.stderr[-2000:]
+  assert last_error_line(lacking).endswith(
+      'the base install lacks: pip install "inception_jax[train]" (or -r '
+      'requirements.txt in a clone).'), lacking.stderr[-2000:]
+  start = time.time()
+  _run([pip, 'install', '-q', f'{wheel}[train]', *constraints], cwd=home)
+  train_install_s = time.time() - start
+  _run([pip, 'check'], cwd=home)
+  out = _run(evaluate, cwd=home)
   assert re.search(r'top-1 [\d.]+%.* on 40 images', out), out
   written = json.load(open(os.path.join(run_dir, 'eval_val_1crop.json')))
   assert written['eval/num_examples'] == 40
