@@ -180,7 +180,7 @@ def test_waiting_while_the_device_is_busy_is_not_data_wait():
 
 def test_data_wait_fraction_measures_a_slow_input(tmp_path, capsys):
   def make(*args, **kwargs):
-    return SlowInput(pipeline.create_train_iterator(*args, **kwargs), 0.5)
+    return SlowInput(pipeline.create_train_iterator(*args, **kwargs), 1.0)
   summary = train.train_and_evaluate(
       tiny_config(total_steps=6, checkpoint_every_steps=0), str(tmp_path),
       make_train_iter=make)
@@ -188,7 +188,10 @@ def test_data_wait_fraction_measures_a_slow_input(tmp_path, capsys):
   waits = [r['train/data_wait_fraction'] for r in records
            if 'train/data_wait_fraction' in r]
   # Logs at steps 2, 4 and 6 (the first step's compilation is not timed).
-  assert len(waits) == 3 and all(0.5 < w <= 1 for w in waits), waits
+  # A 1 s batch against a step of about 0.2 s: most of the session is
+  # waiting, and every interval shows it even when a 2-core machine stalls
+  # for a second or two in one of them (seen: 0.34 with a 0.5 s batch).
+  assert len(waits) == 3 and all(0.25 < w <= 1 for w in waits), waits
   assert 0.5 < summary['data_wait_fraction'] <= 1
   out = capsys.readouterr().out
   assert 'data wait' in out and 'the input was the bottleneck' in out
