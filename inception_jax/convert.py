@@ -295,8 +295,8 @@ def _imagenet_class_names(num_classes: int) -> Optional[list[str]]:
   return names if len(names) == num_classes else None
 
 
-def _sha256(path: str) -> str:
-  h = hashlib.sha256()
+def _file_digest(path: str, algorithm: str = 'sha256') -> str:
+  h = hashlib.new(algorithm)
   with open(path, 'rb') as f:
     for chunk in iter(lambda: f.read(1 << 20), b''):
       h.update(chunk)
@@ -353,7 +353,7 @@ def convert_file(torchvision_path: str, out_dir: str, *, image_size: int = 224,
   extra = {
       'source': 'torchvision.models.googlenet',
       'source_file': os.path.basename(torchvision_path),
-      'source_sha256': _sha256(torchvision_path),
+      'source_sha256': _file_digest(torchvision_path),
   }
   out = params.save(
       paths.resolve(out_dir), variables, googlenet.create_model(**kwargs),
@@ -406,14 +406,6 @@ class CaffeConversion:
     return lines
 
 
-def _sha1(path: str) -> str:
-  h = hashlib.sha1()
-  with open(path, 'rb') as f:
-    for chunk in iter(lambda: f.read(1 << 20), b''):
-      h.update(chunk)
-  return h.hexdigest()
-
-
 def convert_caffe_file(caffe_path: str, out_dir: str, *,
                        overwrite: bool = False) -> CaffeConversion:
   """Converts a bvlc_googlenet caffemodel into a params checkpoint.
@@ -428,7 +420,7 @@ def convert_caffe_file(caffe_path: str, out_dir: str, *,
     raise ValueError(f'{caffe_path}: no such file.')
   net = caffe.read(caffe_path)
   variables, kwargs = caffe.from_caffe(net, source=caffe_path)
-  sha1 = _sha1(caffe_path)
+  sha1 = _file_digest(caffe_path, 'sha1')
   looks_like_bvlc = (
       os.path.basename(caffe_path) == caffe.BVLC_GOOGLENET_FILE or
       os.path.getsize(caffe_path) == caffe.BVLC_GOOGLENET_SIZE)
