@@ -9,6 +9,7 @@ newest step, the one `inception_jax.load` reads too.
 from __future__ import annotations
 
 import dataclasses
+import logging as pylogging
 from typing import Any, Callable, Mapping, Optional, Tuple
 
 from absl import logging
@@ -21,6 +22,9 @@ from inception_jax.checkpoints import layout
 from inception_jax.data import position
 
 
+_REGISTERED = False
+
+
 def _save_each_array_from_one_replica() -> None:
   """Orbax's default ("replica-parallel") has every replica of a replicated
   array write a slice of it, and takes the slices with one eager, compiled
@@ -31,11 +35,21 @@ def _save_each_array_from_one_replica() -> None:
   files. (The handler is registered for the process, as Orbax has it;
   `array_metadata_store` is what Orbax's default handler carries.)"""
   from orbax.checkpoint._src.metadata import array_metadata_store  # pylint: disable=g-import-not-at-top
-  ocp.type_handlers.register_type_handler(
-      jax.Array, ocp.type_handlers.ArrayHandler(
-          use_replica_parallel=False,
-          array_metadata_store=array_metadata_store.Store()),
-      override=True)
+  global _REGISTERED
+  if _REGISTERED:
+    return
+  absl_logger = logging.get_absl_logger()
+  level = absl_logger.level
+  absl_logger.setLevel(pylogging.ERROR)  # Orbax warns of every override
+  try:
+    ocp.type_handlers.register_type_handler(
+        jax.Array, ocp.type_handlers.ArrayHandler(
+            use_replica_parallel=False,
+            array_metadata_store=array_metadata_store.Store()),
+        override=True)
+  finally:
+    absl_logger.setLevel(level)
+  _REGISTERED = True
 
 
 class IteratorStateHandler(ocp.CheckpointHandler):
