@@ -5,8 +5,8 @@
 The tests' settings (`tests/test_multiprocess.py`: 2 processes, 2 CPU devices
 each, gloo, the tiny model, `peer_timeout_s=20`; 6 steps here) and their fault
 seam (`tests/runner.py --signal_at_step`): SIGTERM to process 1, to both, and
-SIGKILL of process 1, each after step 3, with no pause after the notice
-(the tests pause, to pin the stop step). One JSON line per case: the exit
+SIGKILL of process 1, each after step 3, with no pause after the notice.
+One JSON line per case: the exit
 codes, each process's seconds from the signal to its exit, the step both
 logged they stop at, and whether process 0 printed its one-line "lost
 another process" error.

@@ -199,17 +199,17 @@ def _run_with_fault(workdir, step, fault):
 
 def _assert_stopped_together(results, exit_times, workdir, after, signalled):
   """Both processes exit 0 having logged one stop step, the step after the
-  furthest any process had asked about when the notice spread: the
-  signalled process waits at `after` until it has (tests/runner.py), and the
-  other cannot finish the next step without it, so `after` to `after + 2`.
-  The step is saved, complete, and the run is not marked finished."""
+  furthest any process had asked about when the notice spread: `after` to
+  `after + 3` (JAX agrees on it in background threads while the
+  millisecond steps go on; 4 to 6 seen after a notice at 3). The step is
+  saved, complete, and the run is not marked finished."""
   assert_both_succeeded(results)
   (_, out0, err0), (_, out1, err1) = results
   stop = _stopped_at(err0)
   assert stop == _stopped_at(err1) and len(stop) == 1, (err0[-2000:],
                                                           err1[-2000:])
   stop, = stop
-  assert after <= stop <= after + 2
+  assert after <= stop <= after + 3, stop
   assert f'SIGTERM: saved a checkpoint at step {stop}' in out0
   assert stop in saved_steps(str(workdir))
   params_at(workdir, stop)  # every array reads back
