@@ -5,7 +5,7 @@
 The tests' settings (`tests/test_multiprocess.py`: 2 processes, 2 CPU devices
 each, gloo, the tiny model, `peer_timeout_s=20`; 6 steps here) and their fault
 seam (`tests/runner.py --signal_at_step`): SIGTERM to process 1, to both, and
-SIGKILL of process 1, each after step 3, with no pause after the notice.
+SIGKILL of process 1, each after step 3.
 One JSON line per case: the exit
 codes, each process's seconds from the signal to its exit, the step both
 logged they stop at, and whether process 0 printed its one-line "lost
@@ -19,10 +19,8 @@ import tempfile
 from tests.test_multiprocess import ARGS, run_two_processes
 
 CASES = {
-    'sigterm_process_1': ['--signal=TERM', '--signal_processes=1',
-                          '--notice_settle_s=0'],
-    'sigterm_both': ['--signal=TERM', '--signal_processes=0,1',
-                     '--notice_settle_s=0'],
+    'sigterm_process_1': ['--signal=TERM', '--signal_processes=1'],
+    'sigterm_both': ['--signal=TERM', '--signal_processes=0,1'],
     'sigkill_process_1': ['--signal=KILL', '--signal_processes=1',
                           '--kill_after_checkpoint=2'],
 }

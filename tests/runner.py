@@ -15,9 +15,7 @@ test patches the trainer's internals:
   listed processes send themselves the signal after step N (once the
   checkpoint of ``--kill_after_checkpoint``, if given, is on disk), printing
   ``signalled at step N at <unix time>`` first: a preemption notice on some
-  hosts, or a host lost. ``--notice_settle_s`` holds a SIGTERMed process
-  that long first (default 0: a 5 s hold once left a 2-process run hung,
-  process 0 having passed the step the others then agreed on).
+  hosts, or a host lost.
 * ``--paired_processes=P``: one process is fed the concatenated batches of
   P processes' input shards (process 0's first), i.e. the global batches of
   a P-process run, to compare a multi-process run with a single process.
@@ -163,13 +161,6 @@ def on_step(step, metrics):
       _wait_for_checkpoint()
       print(f'signalled at step {step} at {time.time():.3f}', flush=True)
       os.kill(os.getpid(), getattr(signal, f'SIG{FLAGS.signal}'))
-      if FLAGS.signal == 'TERM' and FLAGS.notice_settle_s:
-        # JAX's preemption service agrees on the stop step in background
-        # threads while the loop goes on; the step a notice lands at is
-        # a race with this tiny model's millisecond steps. Holding this
-        # process here until the notice has spread (the others wait for it
-        # at the next step's collective) makes that step the one asserted.
-        time.sleep(FLAGS.notice_settle_s)
   if step == FLAGS.kill_at_step:
     _wait_for_checkpoint()
     sys.stdout.flush()
@@ -187,9 +178,6 @@ def define_flags():
   flags.DEFINE_enum('signal', 'TERM', ['TERM', 'KILL'], 'Signal to send.')
   flags.DEFINE_string('signal_processes', '0',
                       'Comma-separated process indices that signal.')
-  flags.DEFINE_float('notice_settle_s', 0.0,
-                     'After a SIGTERM with several processes, wait this '
-                     'long before the next step.')
   flags.DEFINE_integer('paired_processes', 0,
                        'Feed the global batches of this many processes.')
   flags.DEFINE_string('record_batches', None,
