@@ -32,13 +32,14 @@ def encoded_shape(encoded):
   return int(shape[0]), int(shape[1])
 
 
-def resize(image, shape, method='bilinear'):
+def resize(image, shape, method='bilinear', antialias=True):
+  """``tf.image.resize`` as float32 (TF ignores ``antialias`` for area and
+  nearest)."""
   image = tf.convert_to_tensor(image)
   if tuple(image.shape[-3:-1]) == tuple(shape):
     return tf.cast(image, tf.float32)
   return tf.cast(tf.image.resize(image, shape, method=method,
-                                 antialias=method in ('bilinear', 'bicubic')),
-                 tf.float32)
+                                 antialias=antialias), tf.float32)
 
 
 def crop(image, box):
@@ -100,11 +101,11 @@ def paper_144_crops(image, size):
   return mirrored(views)
 
 
-def train_example(encoded, draws, size, normalization_mode):
+def train_example(encoded, draws, size, normalization_mode, antialias=True):
   """`transforms.TrainPreprocess.random_map`'s pixels for encoded records,
   as they were computed: ``draws`` from `sampling.draw_train`."""
   image = decode_crop(encoded, draws.box)
-  image = resize(image, (size, size), draws.interpolation)
+  image = resize(image, (size, size), draws.interpolation, antialias)
   image = pad_and_crop(image, draws.pad_after_resize)
   if draws.flip:
     image = image[:, ::-1]

@@ -13,16 +13,25 @@ CPUs, which an accelerator can outrun:
 
 - JPEG: TensorFlow's fused decode-and-crop (libjpeg-turbo; only the rows and
   columns of the kept box go through the inverse DCT), one eager call. Its
-  pixels are the ones TFDS and `tf.image.decode_jpeg` give. A crop at least
-  four times the output on each side is decoded at 1/2, 1/4 or 1/8 scale in
-  the DCT domain first (`dct_ratio`).
+  pixels are the ones TFDS and `tf.image.decode_jpeg` give. With the
+  antialiased filters, a crop at least four times the output on each side
+  is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain first
+  (`dct_ratio`).
 - Resizing with the four interpolations the paper draws from, each the same
-  filter as ``tf.image.resize`` (antialiased bilinear and bicubic as TF's
-  ``antialias=True``, exact area averaging, half-pixel nearest): PIL's 8-bit
-  resampler for grey and RGB uint8 images (within a grey level of TF's float
-  output, bicubic clipped to [0, 255] as every 8-bit resampler does),
-  float32 channels otherwise; OpenCV for area downscaling and for enlarging
-  bilinearly.
+  filter as ``tf.image.resize`` with its ``antialias`` flag (which changes
+  bilinear and bicubic only): uint8 grey and RGB stay 8-bit (within a grey
+  level of TF's float output, bicubic clipped to [0, 255] as every 8-bit
+  resampler does), other arrays are resampled in float32.
+  Training crops (``data.antialias``, default False) take TF's default,
+  ``antialias=False``, as TF-slim's inception_preprocessing and flax's
+  examples/imagenet resize: half-pixel bilinear through OpenCV, and
+  ``resize_bicubic``'s Keys cubic (a = -0.5, taps outside the image
+  dropped) in two separable passes with TF's weights, no low-pass when
+  shrinking. Evaluation and `predict` always antialias (PIL's resampler,
+  equal to TF's ``antialias=True``): they resize once per image, and
+  torchvision's evaluation, which converted checkpoints expect, resizes
+  through PIL's antialiased filters. Area averaging is exact (OpenCV when
+  shrinking) and nearest takes TF's half-pixel centres, with either flag.
 - Photometric distortions as whole-array NumPy, saturation and hue through
   OpenCV's float HSV (one round trip when the two are drawn next to each
   other).
@@ -148,18 +157,21 @@ _DCT_RATIOS = (2, 4, 8)
 _DCT_METHODS = ('bilinear', 'bicubic')
 
 
-def dct_ratio(box: crops.Box, shape: Sequence[int], method: str) -> int:
+def dct_ratio(box: crops.Box, shape: Sequence[int], method: str, *,
+              antialias: bool = True) -> int:
   """How much a JPEG crop may shrink while it is decoded (1: not at all).
 
   The largest of 2, 4, 8 that leaves the crop at least twice ``shape`` on
   each side, for the antialiased interpolations only: the resize after it
   still averages over two or more decoded pixels, so the result stays
   within a few grey levels of a full decode (the tests hold the bound) at a
-  fraction of the cost for large photos.
+  fraction of the cost for large photos. Without antialiasing the resize
+  reads 2 or 4 pixels per axis at any scale, and the decoder's downscale
+  would be a low-pass the filter does not have: 1.
   """
   _, _, h, w = box
   ratio = 1
-  if method in _DCT_METHODS:
+  if antialias and method in _DCT_METHODS:
     for r in _DCT_RATIOS:
       if h >= 2 * r * shape[0] and w >= 2 * r * shape[1]:
         ratio = r
@@ -167,18 +179,22 @@ def dct_ratio(box: crops.Box, shape: Sequence[int], method: str) -> int:
 
 
 def decode_crop_resized(encoded: bytes, box: crops.Box, shape: Sequence[int],
-                        method: str = 'bilinear') -> np.ndarray:
-  """``resample(decode_crop(encoded, box), shape, method)``, a large JPEG
-  crop decoded at 1/2, 1/4 or 1/8 scale first (`dct_ratio`).
+                        method: str = 'bilinear', *,
+                        antialias: bool = True) -> np.ndarray:
+  """``resample(decode_crop(encoded, box), shape, method, antialias=...)``,
+  a large JPEG crop decoded at 1/2, 1/4 or 1/8 scale first when
+  antialiasing (`dct_ratio`).
 
   The decoder only downscales whole pixels of the scaled image, so the
   decoded part is rounded outwards and the resize takes the crop's exact
   edges within it (PIL's sub-pixel ``box``): the crop does not move.
   """
   full = jpeg_shape(encoded) if is_jpeg(encoded) else None
-  ratio = dct_ratio(box, shape, method) if full is not None else 1
+  ratio = (dct_ratio(box, shape, method, antialias=antialias)
+           if full is not None else 1)
   if ratio == 1:
-    return resample(decode_crop(encoded, box), shape, method)
+    return resample(decode_crop(encoded, box), shape, method,
+                    antialias=antialias)
   top, left, h, w = box
   # libjpeg's scaled output rounds up.
   scaled_h, scaled_w = -(-full[0] // ratio), -(-full[1] // ratio)
@@ -214,9 +230,11 @@ class EncodedImages:
     return decode(record) if box is None else decode_crop(record, box)
 
   def decode_resized(self, record: bytes, box: crops.Box,
-                     shape: Sequence[int], method: str) -> np.ndarray:
-    """``box`` resized to ``shape`` (`resample`'s types)."""
-    return decode_crop_resized(record, box, shape, method)
+                     shape: Sequence[int], method: str, *,
+                     antialias: bool = True) -> np.ndarray:
+    """``box`` resized to ``shape`` (`resample`'s types and filters)."""
+    return decode_crop_resized(record, box, shape, method,
+                               antialias=antialias)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,9 +256,10 @@ class DecodedArrays:
     return image if box is None else crop(image, box)
 
   def decode_resized(self, record, box: crops.Box, shape: Sequence[int],
-                     method: str) -> np.ndarray:
-    """``box`` resized to ``shape`` (`resample`'s types)."""
-    return resample(self.decode(record, box), shape, method)
+                     method: str, *, antialias: bool = True) -> np.ndarray:
+    """``box`` resized to ``shape`` (`resample`'s types and filters)."""
+    return resample(self.decode(record, box), shape, method,
+                    antialias=antialias)
 
 
 # PIL's 8-bit modes by channel count: grey and RGB.
@@ -252,23 +271,26 @@ def _is_8bit(image: np.ndarray) -> bool:
           and image.shape[2] in _PIL_MODES)
 
 
-def resize(image, shape: Sequence[int], method: str = 'bilinear'
-           ) -> np.ndarray:
+def resize(image, shape: Sequence[int], method: str = 'bilinear', *,
+           antialias: bool = True) -> np.ndarray:
   """Resizes [H, W, C] to ``shape`` as float32 on [0, 255].
 
-  The filter is ``tf.image.resize``'s for ``method`` (antialiased for
-  bilinear and bicubic). Grey and RGB uint8 images go through 8-bit
-  resamplers, within a grey level of TensorFlow's float result (the tests
-  hold the bound), and a grey image gives exactly the channels of the same
-  image decoded to RGB, so the decoded cache and the encoded records agree;
-  any other array is resampled in float32, equal to TF's to 1e-3.
+  The filter is ``tf.image.resize``'s for ``method`` and ``antialias``
+  (which changes only bilinear and bicubic, and only when shrinking; the
+  default, True, is what evaluation and `predict` use). Grey and RGB uint8
+  images go through 8-bit resamplers, within a grey level of TensorFlow's
+  float result (the tests hold the bounds), and a grey image gives exactly
+  the channels of the same image decoded to RGB, so the decoded cache and
+  the encoded records agree; any other array is resampled in float32, equal
+  to TF's to 1e-3.
   """
-  return resample(np.asarray(image), shape, method).astype(np.float32,
-                                                          copy=False)
+  return resample(np.asarray(image), shape, method,
+                  antialias=antialias).astype(np.float32, copy=False)
 
 
 def resample(image: np.ndarray, shape: Sequence[int],
-             method: str = 'bilinear') -> np.ndarray:
+             method: str = 'bilinear', *, antialias: bool = True
+             ) -> np.ndarray:
   """`resize` that keeps grey and RGB uint8 as uint8, the rest float32.
 
   Flipping and cropping 8-bit pixels, and converting once at the end,
@@ -286,6 +308,8 @@ def resample(image: np.ndarray, shape: Sequence[int],
     # PIL's nearest rounds ties its own way; this is TF's, exactly.
     out = _resize_nearest(image, height, width)
     return out if _is_8bit(image) else out.astype(np.float32, copy=False)
+  if not antialias:
+    return _resize_unfiltered(image, height, width, method)
   if _is_8bit(image):
     channels = image.shape[2]
     image = np.ascontiguousarray(image)
@@ -308,6 +332,128 @@ def resample(image: np.ndarray, shape: Sequence[int],
                  .resize((width, height), _PIL_FILTERS[method]))
       for c in range(image.shape[-1])]
   return np.stack(channels, axis=-1)
+
+
+def _resize_unfiltered(image: np.ndarray, height: int, width: int,
+                       method: str) -> np.ndarray:
+  """TF's ``antialias=False`` bilinear or bicubic: the kernel keeps its
+  width when shrinking, so every output pixel reads 2 or 4 input pixels per
+  axis whatever the scale.
+
+  8-bit RGB and grey bilinear is OpenCV's INTER_LINEAR (the same half-pixel
+  filter in fixed point: within a grey level of TF). Bicubic, and floats,
+  are two separable passes with TF's own weights (`_tf_taps`), the axis
+  that shrinks most first (the smaller intermediate); uint8 is rounded and
+  clipped once at the end, as 8-bit resamplers do, floats are left as TF
+  leaves them.
+  """
+  eight_bit = _is_8bit(image)
+  if eight_bit and method == 'bilinear':
+    out = cv2.resize(np.ascontiguousarray(image), (width, height),
+                     interpolation=cv2.INTER_LINEAR)
+    return out.reshape(height, width, image.shape[2])
+  if not eight_bit:
+    image = image.astype(np.float32, copy=False)
+  in_h, in_w = image.shape[:2]
+  rows = _tf_taps(method, in_h, height) if in_h != height else None
+  cols = _tf_taps(method, in_w, width) if in_w != width else None
+  # Each pass works along rows (whole contiguous rows gathered, one small
+  # matrix product per output row); a pass along columns transposes first,
+  # which costs less than gathering columns.
+  if cols is None:
+    out = _resample_rows(image, rows)
+  elif rows is None:
+    out = _transposed(_resample_rows(_transposed(image), cols))
+  elif width * in_h <= height * in_w:  # Width shrinks more: it goes first.
+    out = _resample_rows(
+        _transposed(_resample_rows(_transposed(image), cols)), rows)
+  else:
+    out = _transposed(
+        _resample_rows(_transposed(_resample_rows(image, rows)), cols))
+  if not eight_bit:
+    return out
+  # Saturating round to uint8 in one pass (OpenCV's cast).
+  flat = out.reshape(height, -1)
+  return cv2.add(flat, 0.0, dtype=cv2.CV_8U).reshape(out.shape)
+
+
+# TF's resize_bicubic samples Keys' cubic (a = -0.5) from a table of 1024
+# steps per pixel (image/resize_bicubic_op.cc); the same table gives the
+# same weights.
+_CUBIC_TABLE_SIZE = 1024
+_KEYS_A = -0.5
+
+
+@functools.lru_cache(maxsize=None)
+def _keys_cubic_table() -> Tuple[np.ndarray, np.ndarray]:
+  """The weights of the two nearer and the two farther taps, by offset."""
+  x = (np.arange(_CUBIC_TABLE_SIZE + 1) / _CUBIC_TABLE_SIZE).astype(
+      np.float32).astype(np.float64)
+  a = _KEYS_A
+  near = ((a + 2) * x - (a + 3)) * x * x + 1
+  x = x + 1.0
+  far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+  return _frozen(near.astype(np.float32), far.astype(np.float32))
+
+
+@functools.lru_cache(maxsize=None)
+def _tf_taps(method: str, size_in: int, size_out: int
+             ) -> Tuple[np.ndarray, np.ndarray]:
+  """Input indices and weights [size_out, taps] of TF's half-pixel
+  ``resize_bilinear`` (2 taps) or ``resize_bicubic`` (4 taps) along one
+  axis, computed in float32 as TF does (the source position's rounding
+  shows at 1e-2 of a grey level on large images).
+
+  Bicubic drops the taps that fall outside the image and renormalises the
+  rest (TF's rule since half-pixel centres; OpenCV repeats the edge pixel
+  instead, and its a = -0.75).
+  """
+  scale = np.float32(size_in) / np.float32(size_out)
+  centres = ((np.arange(size_out, dtype=np.float32) + np.float32(0.5))
+             * scale - np.float32(0.5))
+  floor = np.floor(centres)
+  fraction = centres - floor
+  floor = floor.astype(np.int64)
+  if method == 'bilinear':
+    index = np.stack([floor, floor + 1], axis=1)
+    weight = np.stack([1 - fraction, fraction], axis=1)
+    return _frozen(np.clip(index, 0, size_in - 1), weight.astype(np.float32))
+  offset = np.rint(fraction * np.float32(_CUBIC_TABLE_SIZE)).astype(np.int64)
+  near, far = _keys_cubic_table()
+  weight = np.stack([far[offset], near[offset],
+                     near[_CUBIC_TABLE_SIZE - offset],
+                     far[_CUBIC_TABLE_SIZE - offset]], axis=1)
+  index = floor[:, None] + np.arange(-1, 3)
+  weight[(index < 0) | (index >= size_in)] = 0.0
+  weight *= (np.float32(1.0) / weight.sum(axis=1, dtype=np.float32))[:, None]
+  return _frozen(np.clip(index, 0, size_in - 1), weight)
+
+
+def _frozen(*arrays: np.ndarray) -> Tuple[np.ndarray, ...]:
+  """Read-only, so that no caller can change what the cache hands out."""
+  for a in arrays:
+    a.setflags(write=False)
+  return arrays
+
+
+def _resample_rows(image: np.ndarray, taps) -> np.ndarray:
+  """float32 [out, ...]: each output row the weighted sum of its taps' rows
+  of ``image`` [H, ...]."""
+  index, weight = taps
+  rows = image.reshape(image.shape[0], -1)[index]  # [out, taps, W * C]
+  if rows.dtype != np.float32:
+    rows = rows.astype(np.float32)
+  out = np.matmul(weight[:, None, :], rows)
+  return out.reshape(index.shape[:1] + image.shape[1:])
+
+
+def _transposed(image: np.ndarray) -> np.ndarray:
+  """[W, H, C] of [H, W, C], contiguous (OpenCV's is several times faster
+  than NumPy's copy, up to its four channels)."""
+  if image.shape[2] > 4:
+    return np.ascontiguousarray(image.transpose(1, 0, 2))
+  out = cv2.transpose(np.ascontiguousarray(image))
+  return out.reshape(image.shape[1], image.shape[0], image.shape[2])
 
 
 def _nearest_index(size_in: int, size_out: int) -> np.ndarray:
@@ -502,7 +648,11 @@ def mirrored(views: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def ten_crops(image, size: int, fraction: float) -> np.ndarray:
-  """[10, size, size, C]: 4 corners + center, then the same mirrored."""
+  """[10, size, size, C]: 4 corners + center, then the same mirrored.
+
+  Evaluation's resize: antialiased bilinear, whatever ``data.antialias``
+  says for training.
+  """
   image = np.asarray(image)
   shape, boxes = crops.ten_crop_boxes(int(image.shape[0]),
                                       int(image.shape[1]), size, fraction)
@@ -513,7 +663,8 @@ def ten_crops(image, size: int, fraction: float) -> np.ndarray:
 
 def paper_144_crops(image, size: int) -> np.ndarray:
   """[144, size, size, C] in the order of `crops.multi_crop_144_boxes`,
-  then the same 72 mirrored."""
+  then the same 72 mirrored, resized with antialiased bilinear as
+  `ten_crops`."""
   image = np.asarray(image)
   views, resized, current = [], None, None
   for c in crops.multi_crop_144_boxes(int(image.shape[0]),
