@@ -171,11 +171,15 @@ def _settings(**overrides):
     {'distort_color': False, 'random_interpolation': False},
     {'crop': 'pad_and_crop', 'distort_color': False},
     {'crop': 'caffe'},
+    {'antialias': True},
+    {'antialias': True, 'distort_color': False,
+     'random_interpolation': False},
 ])
 def test_train_transform_matches_tensorflow(overrides):
   """Same generator in, same draws, the same pixels out as the eager TF
-  transform, within the resize's rounding (which the distortions can
-  stretch by their contrast and saturation factors)."""
+  transform (with the config's ``antialias``), within the resize's
+  rounding (which the distortions can stretch by their contrast and
+  saturation factors)."""
   settings = _settings(**overrides)
   transform = transforms.TrainPreprocess(settings, preprocess.EncodedImages())
   records = [_encode(_photo(s, *hw)) for s, hw in
@@ -189,7 +193,8 @@ def test_train_transform_matches_tensorflow(overrides):
                                 *preprocess.encoded_shape(record),
                                 pad_after_resize=True)
     methods.add(draws.interpolation)
-    want = tf_preprocess.train_example(record, draws, 224, 'caffe')
+    want = tf_preprocess.train_example(record, draws, 224, 'caffe',
+                                       antialias=settings.antialias)
     if draws.colour is None and draws.interpolation != 'bicubic':
       # No clipping in either: a pixel-wise bound.
       atol = {'nearest': 1e-4, 'area': 1e-2}.get(draws.interpolation,

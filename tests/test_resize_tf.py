@@ -1,8 +1,9 @@
-"""Resizes against ``tf.image.resize(..., antialias=False)``.
+"""Training resizes against ``tf.image.resize(..., antialias=False)``.
 
-Each filter is held to TensorFlow's on random pixels, growing, shrinking
-and one axis of each, odd sizes included. Differences are in grey levels on
-[0, 255].
+``data.antialias=False`` (the default) resizes training crops as TF-slim's
+inception_preprocessing and flax's examples/imagenet do; each filter is held
+to TensorFlow's on random pixels, growing, shrinking and one axis of each,
+odd sizes included. Differences are in grey levels on [0, 255].
 """
 
 import io
@@ -12,8 +13,10 @@ from PIL import Image
 import pytest
 
 from inception_jax.data import benchmark
+from inception_jax.data import config as config_lib
 from inception_jax.data import preprocess
 from inception_jax.data import sampling
+from inception_jax.data import transforms
 from tests import tf_preprocess
 
 # uint8 output against TF's float output (clipped to [0, 255] as 8-bit
@@ -143,3 +146,57 @@ def test_no_dct_scaled_decode_without_antialiasing(method):
       preprocess.EncodedImages().decode_resized(encoded, box, (224, 224),
                                                 method, antialias=False),
       preprocess.resample(cropped, (224, 224), method, antialias=False))
+
+
+def _tf_train_pixels(record_format, record, draws, size):
+  """The training transform's pixels with TF's resize (antialias=False) of
+  the decoded crop, clipped to [0, 255] as 8-bit pixels are."""
+  image = preprocess.pad_and_crop(record_format.decode(record, draws.box),
+                                  draws.pad_before_resize)
+  image = np.clip(tf_preprocess.resize(image, (size, size),
+                                       draws.interpolation,
+                                       antialias=False).numpy(), 0, 255)
+  image = preprocess.to_rgb(preprocess.pad_and_crop(image,
+                                                    draws.pad_after_resize))
+  return image[:, ::-1] if draws.flip else image
+
+
+@pytest.mark.parametrize('records,overrides', [
+    ('jpeg', {}),  # The paper's crops, decoded from JPEG.
+    ('grey', {'crop': 'random_resized'}),  # Decoded arrays.
+    ('grey', {'crop': 'pad_and_crop'}),  # Padded, then shrunk.
+])
+def test_train_transform_resizes_as_tensorflow_without_antialiasing(
+    records, overrides):
+  """The default config's training transform, end to end, against TF's
+  ``antialias=False`` resize of the decoded crop: within the filters'
+  bounds above, for every interpolation the paper draws."""
+  cfg = config_lib.default_config()
+  cfg.update(image_size=40, normalization='none', distort_color=False,
+             **overrides)
+  assert not cfg.antialias
+  settings = transforms.TrainSettings.from_config(cfg)
+  if records == 'jpeg':
+    record_format = preprocess.EncodedImages()
+    stored = [_encode(_photo(s, *hw)) for s, hw in
+              enumerate([(375, 500), (333, 501), (121, 97)])]
+  else:
+    record_format = preprocess.DecodedArrays()
+    stored = [_random_pixels(s, hw, 1) for s, hw in
+              enumerate([(64, 64), (57, 71)])]
+  transform = transforms.TrainPreprocess(settings, record_format)
+  methods = set()
+  for i in range(40):
+    record = stored[i % len(stored)]
+    got = transform.random_map({'image': record, 'label': 3},
+                               np.random.default_rng(i))
+    draws = sampling.draw_train(
+        np.random.default_rng(i), settings, *record_format.shape(record),
+        pad_after_resize=record_format.pad_after_resize)
+    methods.add(draws.interpolation)
+    want = _tf_train_pixels(record_format, record, draws, 40) / 255.0
+    assert got['image'].shape == (40, 40, 3) and got['label'] == 3
+    # 'none' normalisation: [0, 1], so the bound is in 1/255 steps.
+    diff = np.abs(got['image'] - want).max() * 255.0
+    assert diff <= UINT8_ATOL[draws.interpolation] + 1e-3, (i, draws, diff)
+  assert methods == set(sampling.INTERPOLATIONS)

@@ -103,6 +103,16 @@ def _other_augmentation(c: ml_collections.ConfigDict) -> None:
   # Resize with an interpolation drawn uniformly from bilinear, area, nearest
   # and bicubic (the paper); False always uses bilinear.
   c.random_interpolation = True
+  # Whether training crops are resized with tf.image.resize's antialias=True
+  # filters. False (TF's default, what TF-slim's inception_preprocessing and
+  # flax's examples/imagenet train with): bilinear and bicubic read 2 and 4
+  # pixels per axis at any scale, no low-pass when shrinking, and cost a
+  # fraction of the antialiased resample. True: antialiased bilinear and
+  # bicubic (PIL's filters, equal to TF's), large JPEG crops decoded at a
+  # reduced scale first. Area and nearest are the same either way. Evaluation
+  # (1, 10 and 144 crops) and `predict` antialias whatever this says: one
+  # resize per image, as torchvision's PIL-based evaluation does.
+  c.antialias = False
 
 
 def _normalization(c: ml_collections.ConfigDict) -> None:

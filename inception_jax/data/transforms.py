@@ -45,6 +45,7 @@ class TrainSettings:
   hue: float
   lighting: float
   random_interpolation: bool
+  antialias: bool
   normalization: str
 
   @classmethod
@@ -69,7 +70,7 @@ class TrainSettings:
         saturation=data_cfg.saturation, hue=data_cfg.hue,
         lighting=data_cfg.lighting,
         random_interpolation=data_cfg.random_interpolation,
-        normalization=data_cfg.normalization)
+        antialias=data_cfg.antialias, normalization=data_cfg.normalization)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,11 +94,13 @@ class TrainPreprocess(grain.RandomMapTransform):
     # RGB stays 8-bit through the geometry; one conversion to float32 after.
     if draws.pad_before_resize is None:
       image = self.records.decode_resized(record, draws.box, (size, size),
-                                          draws.interpolation)
+                                          draws.interpolation,
+                                          antialias=self.settings.antialias)
     else:
       image = self.records.decode(record, draws.box)
       image = preprocess.pad_and_crop(image, draws.pad_before_resize)
-      image = preprocess.resample(image, (size, size), draws.interpolation)
+      image = preprocess.resample(image, (size, size), draws.interpolation,
+                                  antialias=self.settings.antialias)
     image = preprocess.pad_and_crop(image, draws.pad_after_resize)
     image = preprocess.to_rgb(image)
     if draws.flip:
@@ -110,7 +113,12 @@ class TrainPreprocess(grain.RandomMapTransform):
 
 @dataclasses.dataclass(frozen=True)
 class EvalPreprocess(grain.MapTransform):
-  """Center crop (or the 10 / 144 crops), resize and normalisation."""
+  """Center crop (or the 10 / 144 crops), resize and normalisation.
+
+  The resize is antialiased bilinear whatever ``data.antialias`` says (that
+  key is for training crops): evaluation resizes once per image, as
+  torchvision's PIL-based evaluation does.
+  """
   image_size: int
   crops: int
   crop_fraction: float
@@ -133,7 +141,7 @@ class EvalPreprocess(grain.MapTransform):
       box = crops.center_crop_box(*self.records.shape(record),
                                   self.crop_fraction)
       image = self.records.decode_resized(record, box, (size, size),
-                                          'bilinear')
+                                          'bilinear', antialias=True)
     elif self.crops == 10:
       image = preprocess.ten_crops(self.records.decode(record), size,
                                    self.crop_fraction)
