@@ -495,9 +495,18 @@ def to_rgb(image) -> np.ndarray:
   return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
 
 
+def to_uint8(image) -> np.ndarray:
+  """The 8-bit pixels a batch carries to the device: uint8 as it is, float
+  (area resizing computes in float) rounded and clipped to [0, 255]."""
+  image = np.asarray(image)
+  if image.dtype == np.uint8:
+    return image
+  return np.clip(np.rint(image), 0, PIXEL_MAX).astype(np.uint8)
+
+
 def mirrored(views: Sequence[np.ndarray]) -> np.ndarray:
-  """Stacks the views (as float32) followed by their horizontal mirrors."""
-  stacked = np.stack(list(views)).astype(np.float32, copy=False)
+  """Stacks the views (as uint8) followed by their horizontal mirrors."""
+  stacked = to_uint8(np.stack(list(views)))
   return np.concatenate([stacked, stacked[:, :, ::-1]], axis=0)
 
 

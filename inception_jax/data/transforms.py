@@ -20,7 +20,6 @@ from inception_jax.data import crops
 from inception_jax.data import datasets
 from inception_jax.data import preprocess
 from inception_jax.data import sampling
-from inception_jax.data.normalization import normalize
 
 RecordFormat = Union[preprocess.EncodedImages, preprocess.DecodedArrays]
 
@@ -45,7 +44,6 @@ class TrainSettings:
   hue: float
   lighting: float
   random_interpolation: bool
-  normalization: str
 
   @classmethod
   def from_config(cls, data_cfg) -> 'TrainSettings':
@@ -68,13 +66,13 @@ class TrainSettings:
         brightness=data_cfg.brightness, contrast=data_cfg.contrast,
         saturation=data_cfg.saturation, hue=data_cfg.hue,
         lighting=data_cfg.lighting,
-        random_interpolation=data_cfg.random_interpolation,
-        normalization=data_cfg.normalization)
+        random_interpolation=data_cfg.random_interpolation)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainPreprocess(grain.RandomMapTransform):
-  """Random crop, resize, flip, colour distortion and normalisation."""
+  """Random crop, resize, flip and colour distortion; uint8 pixels out
+  (the step normalises them on the device)."""
   settings: TrainSettings
   records: RecordFormat
 
@@ -104,17 +102,16 @@ class TrainPreprocess(grain.RandomMapTransform):
       image = preprocess.flip_left_right(image)
     if draws.colour is not None:
       image = preprocess.distort_color(image, draws.colour)
-    return {'image': normalize(image, self.settings.normalization),
+    return {'image': preprocess.to_uint8(image),
             'label': np.int32(element['label'])}
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalPreprocess(grain.MapTransform):
-  """Center crop (or the 10 / 144 crops), resize and normalisation."""
+  """Center crop (or the 10 / 144 crops) and resize; uint8 pixels out."""
   image_size: int
   crops: int
   crop_fraction: float
-  normalization: str
   records: RecordFormat
 
   @classmethod
@@ -123,8 +120,7 @@ class EvalPreprocess(grain.MapTransform):
       raise ValueError(f'crops must be one of {config_lib.EVAL_CROPS}, got '
                        f'{crops_per_image}.')
     return cls(data_cfg.image_size, crops_per_image,
-               data_cfg.eval_crop_fraction, data_cfg.normalization,
-               datasets.record_format(data_cfg))
+               data_cfg.eval_crop_fraction, datasets.record_format(data_cfg))
 
   def map(self, element: Dict[str, Any]) -> Dict[str, np.ndarray]:
     size = self.image_size
@@ -139,5 +135,5 @@ class EvalPreprocess(grain.MapTransform):
                                    self.crop_fraction)
     else:
       image = preprocess.paper_144_crops(self.records.decode(record), size)
-    return {'image': normalize(preprocess.to_rgb(image), self.normalization),
+    return {'image': preprocess.to_uint8(preprocess.to_rgb(image)),
             'label': np.int32(element['label'])}
