@@ -20,6 +20,7 @@ import optax
 
 from inception_jax import mesh as mesh_lib
 from inception_jax import optim
+from inception_jax.data import device_colour
 from inception_jax.data import normalization as normalization_lib
 from inception_jax.models import googlenet
 from inception_jax.train_state import TrainState
@@ -58,9 +59,13 @@ def correct_topk(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
 
 
 def model_input(batch: Batch, normalization: str) -> jax.Array:
-  """The model's input from a batch's pixels on [0, 255] (uint8 from the
-  host pipeline), normalised here, on the device."""
-  return normalization_lib.on_device(batch['image'], normalization)
+  """The model's input from a batch's uint8 pixels: each example's colour
+  distortions, as the host drew them (``batch['colour']``, training batches
+  of configs with ``data.distort_color``), then the normalisation."""
+  images = batch['image']
+  if 'colour' in batch:
+    images = device_colour.distort(images, batch['colour'])
+  return normalization_lib.on_device(images, normalization)
 
 
 def train_step(state: TrainState, batch: Batch, *, apply_fn: Callable,

@@ -4,9 +4,9 @@ The draws stay on the host (`sampling.sample_colour`, a function of the seed
 and the stream position, so a resumed run sees the same ones); `encode` turns
 one example's `sampling.ColourDraws` into a fixed-size float32 vector that
 travels with the uint8 batch, and `distort` applies the batch's vectors to
-its pixels with exactly the semantics of `preprocess.distort_color`: the
-steps in each example's own order, a clip to [0, 255] after each, then
-AlexNet's PCA lighting noise and a last clip.
+its pixels: the steps in each example's own order, a clip to [0, 255] after
+each, then AlexNet's PCA lighting noise and a last clip (the order and the
+clips are TF-slim's ``distort_color`` and AlexNet's).
 
 Layout of one example's vector (`PARAMS_SIZE` float32 values; all zeros, as
 `identity` gives and ``encode(None)`` returns, changes nothing):
@@ -54,7 +54,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inception_jax.data import preprocess
 from inception_jax.data import sampling
 
 STEPS = ('brightness', 'contrast', 'saturation', 'hue')
@@ -66,9 +65,12 @@ ALPHA = slice(12, 15)
 LIGHTING = 15
 PARAMS_SIZE = 16
 
-_PIXEL_MAX = preprocess.PIXEL_MAX
-_PCA_EIGVAL = preprocess._PCA_EIGVAL  # pylint: disable=protected-access
-_PCA_EIGVEC = preprocess._PCA_EIGVEC  # pylint: disable=protected-access
+_PIXEL_MAX = 255.0
+# AlexNet's PCA of ImageNet RGB pixels (on [0, 1]), for the lighting noise.
+PCA_EIGVAL = np.array([0.2175, 0.0188, 0.0045], np.float32)
+PCA_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
+                       [-0.5808, -0.0045, -0.8140],
+                       [-0.5836, -0.6948, 0.4203]], np.float32)
 # Slots of the fixed sequence V A V A V (module docstring).
 _SLOTS = 5
 
@@ -242,6 +244,6 @@ def distort(images: jax.Array, params: jax.Array) -> jax.Array:
     x = jax.lax.optimization_barrier(x)
   # AlexNet's PCA noise, 255 * eigvec @ (alpha * eigval), as elementwise
   # products: a matrix product could run at reduced precision on TPUs.
-  weights = params[..., ALPHA] * _PCA_EIGVAL * params[..., LIGHTING:]
-  shift = jnp.sum(_PCA_EIGVEC * weights[..., None, :], axis=-1) * _PIXEL_MAX
+  weights = params[..., ALPHA] * PCA_EIGVAL * params[..., LIGHTING:]
+  shift = jnp.sum(PCA_EIGVEC * weights[..., None, :], axis=-1) * _PIXEL_MAX
   return jnp.clip(x + shift[..., None, None, :], 0.0, _PIXEL_MAX)

@@ -18,6 +18,7 @@ import numpy as np
 from inception_jax.data import config as config_lib
 from inception_jax.data import crops
 from inception_jax.data import datasets
+from inception_jax.data import device_colour
 from inception_jax.data import preprocess
 from inception_jax.data import sampling
 
@@ -71,8 +72,9 @@ class TrainSettings:
 
 @dataclasses.dataclass(frozen=True)
 class TrainPreprocess(grain.RandomMapTransform):
-  """Random crop, resize, flip and colour distortion; uint8 pixels out
-  (the step normalises them on the device)."""
+  """Random crop, resize and flip: uint8 pixels out, with the colour
+  distortions' draws (``'colour'``) that the step applies on the device
+  before it normalises."""
   settings: TrainSettings
   records: RecordFormat
 
@@ -100,10 +102,12 @@ class TrainPreprocess(grain.RandomMapTransform):
     image = preprocess.to_rgb(image)
     if draws.flip:
       image = preprocess.flip_left_right(image)
-    if draws.colour is not None:
-      image = preprocess.distort_color(image, draws.colour)
-    return {'image': preprocess.to_uint8(image),
-            'label': np.int32(element['label'])}
+    example = {'image': preprocess.to_uint8(image),
+               'label': np.int32(element['label'])}
+    if self.settings.distort_color:
+      # Drawn here, applied in the step (`device_colour.distort`).
+      example['colour'] = device_colour.encode(draws.colour)
+    return example
 
 
 @dataclasses.dataclass(frozen=True)
