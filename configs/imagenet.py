@@ -68,6 +68,7 @@ x2 and our warm-up, and `caffe_quick`'s changes.
 
 from inception_jax import config as config_lib
 from inception_jax import config_args
+from inception_jax.data import config as data_config
 
 IMAGENET_TRAIN_IMAGES = 1_281_167
 
@@ -82,7 +83,9 @@ def get_config(arg=None):
   args = config_args.parse(arg, ARGS)
   c = config_lib.default_config(args)
   c.data.name = 'imagenet2012'
-  c.data.worker_count = 16
+  # What the host can give (printed at start-up): decoding and cropping
+  # JPEGs sets a TPU host's pace.
+  c.data.worker_count = data_config.AUTO_WORKERS
 
   c.batch_size = 256
   c.eval_batch_size = 1024

@@ -22,6 +22,7 @@ import numpy as np
 
 from inception_jax import cli
 from inception_jax.checkpoints import loader
+from inception_jax.data import normalization
 from inception_jax.data import pipeline
 from inception_jax.models import googlenet
 
@@ -46,7 +47,8 @@ def lrn_effect(workdir: str, num_images: int = 256) -> dict:
   batch = next(iter(pipeline.create_eval_iterator(
       config.data, global_batch_size=num_images, process_index=0,
       process_count=1)))
-  images = jnp.asarray(batch['image'][batch['mask']])
+  images = jnp.asarray(normalization.normalize(batch['image'][batch['mask']],
+                                               config.data.normalization))
   init = googlenet.init_variables(
       model, jax.random.split(jax.random.PRNGKey(config.seed))[0],
       config.data.image_size)

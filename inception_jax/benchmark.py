@@ -248,15 +248,19 @@ class JaxBench:
     # As train.py builds them. The schedule's values do not change the
     # step's cost; one epoch of one step keeps them defined.
     opt = training_optimizer_config()
+    # The input the trainer feeds: uint8 pixels, normalised in the step.
+    normalization = 'caffe' if self.model.normalization == 'lrn' else 'imagenet'
     tx, self._train = steps_lib.make_update(
-        self.model, opt, num_classes=num_classes, batch_size=batch_size,
-        steps_per_epoch=1, total_steps=max(1, total_steps), mesh=self.mesh)
+        self.model, opt, num_classes=num_classes, normalization=normalization,
+        batch_size=batch_size, steps_per_epoch=1,
+        total_steps=max(1, total_steps), mesh=self.mesh)
     self.state = steps_lib.create_train_state(
         self.model, tx, seed=SEED, image_size=image_size, mesh=self.mesh)
-    self._eval = steps_lib.make_eval_step(self.model, num_classes, self.mesh)
+    self._eval = steps_lib.make_eval_step(self.model, num_classes,
+                                          normalization, self.mesh)
     rng = np.random.RandomState(SEED + 2)
-    images = rng.standard_normal(
-        (batch_size, image_size, image_size, 3)).astype(np.float32)
+    images = rng.randint(0, 256, (batch_size, image_size, image_size, 3),
+                         dtype=np.uint8)
     labels = rng.randint(0, num_classes, (batch_size,)).astype(np.int32)
     sharding = mesh_lib.batch_sharded(self.mesh)
     self.batch = mesh_lib.to_global({'image': images, 'label': labels},
@@ -295,7 +299,7 @@ class JaxBench:
     """Multiply-adds of the training forward (aux heads included) and of the
     inference forward, per batch."""
     s = self.state
-    images = self.batch['image']
+    images = self.batch['image'].astype(np.float32)  # As the step feeds it.
 
     def train_forward(params, model_state, x, rng):
       (logits, aux), _ = self.model.apply(

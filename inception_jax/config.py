@@ -62,6 +62,11 @@ def _run_keys() -> ml_collections.ConfigDict:
   c.eval_raw = False  # also evaluate the raw (not Polyak-averaged) weights
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3
+  # N > 0: a jax.profiler trace of N steps, from the second step of the
+  # session (the first compiles), into <workdir>/plugins/profile/, where
+  # `tensorboard --logdir <workdir>` shows it (its Profile tab, with
+  # tensorboard-plugin-profile installed).
+  c.profile_steps = 0
   # False: a non-finite loss or gradient stops the run with an error.
   # True: that update is skipped and counted (train/nonfinite_steps).
   c.skip_nonfinite = False

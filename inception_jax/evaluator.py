@@ -41,7 +41,8 @@ class Evaluator:
     self.crops = crops or data_cfg.eval_crops
     self.split = split
     self.mesh = mesh
-    self.step = steps.make_eval_step(model, model.num_classes, mesh)
+    self.step = steps.make_eval_step(model, model.num_classes,
+                                     data_cfg.normalization, mesh)
 
   def evaluate(self, variables: Any) -> Dict[str, float]:
     """One pass over the split; `variables` are replicated onto the mesh."""

@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any, Mapping, Optional
 
+import jax
 import numpy as np
 from clu import metric_writers
 from etils import epath
@@ -223,3 +224,37 @@ class Progress:
   def total_elapsed(self) -> float:
     """Seconds of the whole run, earlier sessions of a resumed run included."""
     return self.previous_seconds + self.elapsed()
+
+
+class StepTrace:
+  """A `jax.profiler` trace of ``num_steps`` training steps into ``logdir``.
+
+  It starts once the session's first step (its compilation) is done and
+  stops after ``num_steps`` more or at the run's last step, the device's
+  work finished first so that the trace holds it. TensorBoard finds it under
+  ``logdir/plugins/profile/``, beside the scalars.
+  """
+
+  def __init__(self, logdir: str, num_steps: int, *, start_step: int,
+               total_steps: int, progress: Progress):
+    self.logdir, self.num_steps = logdir, num_steps
+    self.first = start_step + 2
+    self.last = min(start_step + 1 + num_steps, total_steps)
+    self.progress = progress
+    self.active = False
+
+  def after_step(self, step: int, metrics) -> None:
+    """Called after each step is dispatched (its metrics not yet ready)."""
+    if self.num_steps <= 0 or self.first > self.last:
+      return
+    if step == self.first - 1:
+      jax.block_until_ready(metrics)
+      jax.profiler.start_trace(self.logdir)
+      self.active = True
+    elif step == self.last and self.active:
+      jax.block_until_ready(metrics)
+      jax.profiler.stop_trace()
+      self.active = False
+      self.progress.print(
+          f'Profiled steps {self.first}-{self.last} into {self.logdir}/'
+          f'plugins/profile: tensorboard --logdir {self.logdir}')

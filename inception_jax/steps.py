@@ -20,6 +20,8 @@ import optax
 
 from inception_jax import mesh as mesh_lib
 from inception_jax import optim
+from inception_jax.data import device_colour
+from inception_jax.data import normalization as normalization_lib
 from inception_jax.models import googlenet
 from inception_jax.train_state import TrainState
 
@@ -28,8 +30,13 @@ Batch = Dict[str, jax.Array]
 
 @dataclasses.dataclass(frozen=True)
 class StepSettings:
-  """The constants of a train step (closed over, not traced)."""
+  """The constants of a train step (closed over, not traced).
+
+  ``normalization``: the ``data.normalization`` mode that maps the batch's
+  uint8 pixels to the model's input range (`normalization.on_device`).
+  """
   num_classes: int
+  normalization: str
   aux_weight: float = 0.3
   label_smoothing: float = 0.0
   polyak_decay: float = 0.0
@@ -51,6 +58,16 @@ def correct_topk(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
   return jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)
 
 
+def model_input(batch: Batch, normalization: str) -> jax.Array:
+  """The model's input from a batch's uint8 pixels: each example's colour
+  distortions, as the host drew them (``batch['colour']``, training batches
+  of configs with ``data.distort_color``), then the normalisation."""
+  images = batch['image']
+  if 'colour' in batch:
+    images = device_colour.distort(images, batch['colour'])
+  return normalization_lib.on_device(images, normalization)
+
+
 def train_step(state: TrainState, batch: Batch, *, apply_fn: Callable,
                tx: optax.GradientTransformation, schedule: optax.Schedule,
                settings: StepSettings) -> Tuple[TrainState, Dict[str, jax.Array]]:
@@ -60,10 +77,11 @@ def train_step(state: TrainState, batch: Batch, *, apply_fn: Callable,
   caller decides whether a skipped step is an error (`nonfinite` metric).
   """
   dropout_rng = jax.random.fold_in(state.rng, state.step)
+  images = model_input(batch, settings.normalization)
 
   def loss_fn(params):
     (logits, aux), model_state = apply_fn(
-        {'params': params, **state.model_state}, batch['image'], train=True,
+        {'params': params, **state.model_state}, images, train=True,
         rngs={'dropout': dropout_rng}, mutable=list(state.model_state))
     ce = functools.partial(cross_entropy, labels=batch['label'],
                            num_classes=settings.num_classes,
@@ -109,13 +127,14 @@ def train_step(state: TrainState, batch: Batch, *, apply_fn: Callable,
 
 
 def eval_step(variables: Any, batch: Batch, *, apply_fn: Callable,
-              num_classes: int) -> Dict[str, jax.Array]:
+              num_classes: int, normalization: str) -> Dict[str, jax.Array]:
   """Masked sums over a padded batch, so counts are exact.
 
   Multi-crop batches ([B, crops, S, S, 3]) average the softmax over the crops
   (the paper's test-time protocol).
   """
-  images, labels, mask = batch['image'], batch['label'], batch['mask']
+  images = model_input(batch, normalization)
+  labels, mask = batch['label'], batch['mask']
   if images.ndim == 5:
     b, crops = images.shape[:2]
     logits, _ = apply_fn(variables, images.reshape((b * crops,) +
@@ -178,8 +197,9 @@ def make_train_step(model, tx, schedule, settings: StepSettings, mesh: Mesh,
                  compiler_options=compiler_options)
 
 
-def make_update(model, optimizer_cfg, *, num_classes: int, batch_size: int,
-                steps_per_epoch: int, total_steps: int, mesh: Mesh,
+def make_update(model, optimizer_cfg, *, num_classes: int, normalization: str,
+                batch_size: int, steps_per_epoch: int, total_steps: int,
+                mesh: Mesh,
                 freeze: str = '') -> Tuple[optax.GradientTransformation,
                                            Callable]:
   """The optimiser and jitted train step of an ``optimizer`` config.
@@ -192,16 +212,19 @@ def make_update(model, optimizer_cfg, *, num_classes: int, batch_size: int,
       total_steps=total_steps)
   tx = optim.create_optimizer(optimizer_cfg, schedule, freeze)
   settings = StepSettings(num_classes=num_classes,
+                          normalization=normalization,
                           aux_weight=optimizer_cfg.aux_weight,
                           label_smoothing=optimizer_cfg.label_smoothing,
                           polyak_decay=optimizer_cfg.polyak_decay)
   return tx, make_train_step(model, tx, schedule, settings, mesh)
 
 
-def make_eval_step(model, num_classes: int, mesh: Mesh) -> Callable:
+def make_eval_step(model, num_classes: int, normalization: str,
+                   mesh: Mesh) -> Callable:
   """``step(variables, global_batch) -> masked sums``, jitted."""
   step = functools.partial(eval_step, apply_fn=model.apply,
-                           num_classes=num_classes)
+                           num_classes=num_classes,
+                           normalization=normalization)
   return jax.jit(step,
                  in_shardings=(mesh_lib.replicated(mesh),
                                mesh_lib.batch_sharded(mesh)),

@@ -19,7 +19,6 @@ import contextlib
 import copy
 import json
 import math
-import os
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -39,7 +38,9 @@ from inception_jax import steps
 from inception_jax import workdir_lock
 from inception_jax.checkpoints import finetune
 from inception_jax.checkpoints import manager as checkpoint_manager
+from inception_jax.data import config as data_config
 from inception_jax.data import datasets
+from inception_jax.data import normalization
 from inception_jax.data import pipeline
 from inception_jax.models import googlenet
 
@@ -67,6 +68,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   # initialised) before the data set is prepared.
   model = googlenet.create_model(
       **dict(config.model, num_classes=config.model.num_classes or 1))
+  if config.data.normalization not in normalization.MODES:
+    raise ValueError(
+        f'data.normalization={config.data.normalization!r} is not a mode; '
+        f'use one of {", ".join(normalization.MODES)}.')
   if model.normalization == 'lrn' and config.data.normalization != 'caffe':
     raise ValueError(
         f'model.norm=lrn with data.normalization='
@@ -148,8 +153,9 @@ class TrainLog:
 
   def __init__(self, writer, progress: metrics_lib.Progress, *,
                batch_size: int, steps_per_epoch: int, skip_nonfinite: bool,
-               start_step: int, max_pending_steps: int = MAX_PENDING_STEPS):
-    self.writer, self.progress = writer, progress
+               start_step: int, max_pending_steps: int = MAX_PENDING_STEPS,
+               trace: Optional[metrics_lib.StepTrace] = None):
+    self.writer, self.progress, self.trace = writer, progress, trace
     self.batch_size, self.steps_per_epoch = batch_size, steps_per_epoch
     self.skip_nonfinite = skip_nonfinite
     self.start_step = start_step
@@ -179,6 +185,8 @@ class TrainLog:
 
   def add(self, step: int, metrics: Dict[str, jax.Array]) -> None:
     self.history.append((step, metrics))
+    if self.trace is not None:
+      self.trace.after_step(step, metrics)
     if step == self.start_step + 1:
       jax.block_until_ready(metrics)
       self.progress.print(f'Compiled and ran the first step in '
@@ -242,8 +250,9 @@ def input_line(wait_fraction: float, data_cfg) -> str:
   return share + (
       f': the input was the bottleneck. Give it more CPU: '
       f'data.worker_count={data_cfg.worker_count} (grain worker processes, '
-      f'up to the host\'s {os.cpu_count()} cores less what a CPU-only step '
-      f'uses) and data.read_threads={data_cfg.read_threads}.')
+      f'up to the host\'s {data_config.usable_cores()} usable cores less '
+      f'what the step uses; {data_config.AUTO_WORKERS}: that many) and '
+      f'data.read_threads={data_cfg.read_threads}.')
 
 
 def _prepare(config, workdir: str):
@@ -257,6 +266,10 @@ def _prepare(config, workdir: str):
   mesh_lib.initialize_distributed(config.multihost, config.peer_timeout_s)
   compile_cache.configure(config.compilation_cache_dir, workdir)
   validate_config(config)
+  config.data.worker_count, workers = data_config.resolve_worker_count(
+      config.data.worker_count, jax.default_backend())
+  if config.data.worker_count and jax.process_index() == 0:
+    print(f'Input: {workers}.', flush=True)
   return config, workdir
 
 
@@ -301,8 +314,9 @@ def train_and_evaluate(
                                       batch_size=config.eval_batch_size)
   tx, train_step = steps.make_update(
       model, config.optimizer, num_classes=info.num_classes,
-      batch_size=config.batch_size, steps_per_epoch=steps_per_epoch,
-      total_steps=total_steps, mesh=mesh, freeze=config.get('freeze', ''))
+      normalization=config.data.normalization, batch_size=config.batch_size,
+      steps_per_epoch=steps_per_epoch, total_steps=total_steps, mesh=mesh,
+      freeze=config.get('freeze', ''))
 
   # --- Checkpoint: one trainer per workdir (process 0 holds the lock), then
   # the newest complete checkpoint, or a fresh start.
@@ -461,9 +475,13 @@ def _logs(workdir: str, config, *, is_primary: bool, start_step: int,
   progress = metrics_lib.Progress(
       total_steps=total_steps, steps_per_epoch=steps_per_epoch,
       enabled=is_primary, previous_seconds=clock.wall_time_sec)
+  trace = None if config.profile_steps <= 0 else metrics_lib.StepTrace(
+      workdir, config.profile_steps, start_step=start_step,
+      total_steps=total_steps, progress=progress)
   log = TrainLog(writer, progress, batch_size=config.batch_size,
                  steps_per_epoch=steps_per_epoch,
-                 skip_nonfinite=config.skip_nonfinite, start_step=start_step)
+                 skip_nonfinite=config.skip_nonfinite, start_step=start_step,
+                 trace=trace)
   return writer, progress, log
 
 

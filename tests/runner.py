@@ -71,9 +71,12 @@ class PoisonedInput(InputWrapper):
   def __next__(self):
     batch = next(self.iterator)
     self.count += 1
+    # uint8 pixels cannot hold a NaN: every batch comes as float32 pixels
+    # (the step normalises them as it does uint8, and compiles once).
+    image = batch['image'].astype(np.float32)
     if self.count == self.nan_at:
-      batch = dict(batch, image=np.full_like(batch['image'], np.nan))
-    return batch
+      image[...] = np.nan
+    return dict(batch, image=image)
 
 
 class PairedInput:

@@ -98,3 +98,19 @@ def test_args_and_their_errors():
   with pytest.raises(ValueError, match=r'recipe=.huge. is not one of '
                      r'paper\|caffe_quick'):
     imagenet.get_config('recipe=huge')
+
+
+def test_auto_worker_count_leaves_the_step_its_cores():
+  from inception_jax.data import config as data_config  # pylint: disable=g-import-not-at-top
+  auto = data_config.AUTO_WORKERS
+  assert imagenet.get_config().data.worker_count == auto
+  assert imagenet.get_config('runlocal').data.worker_count == 0
+  # A CPU-only step computes on half the cores; an accelerator's loop needs
+  # one.
+  assert data_config.resolve_worker_count(auto, 'cpu', cores=16)[0] == 8
+  count, why = data_config.resolve_worker_count(auto, 'tpu', cores=240)
+  assert count == 239 and '240 usable cores' in why
+  assert data_config.resolve_worker_count(auto, 'cpu', cores=1)[0] == 0
+  assert data_config.resolve_worker_count(3, 'tpu', cores=240)[0] == 3
+  with pytest.raises(ValueError, match='data.worker_count=-2'):
+    data_config.resolve_worker_count(-2, 'cpu')

@@ -20,6 +20,7 @@ import tensorflow_datasets as tfds
 from inception_jax.data import config as data_config
 from inception_jax.data import datasets
 from inception_jax.data import fashion_mnist
+from inception_jax.data import normalization
 from inception_jax.data import pipeline
 from inception_jax.data import position
 from tests.helpers import tar_bytes
@@ -130,10 +131,13 @@ def test_train_batches_shape_and_range(fmnist_cfg):
                                       process_index=0, process_count=2)
   batch = next(it)
   assert batch['image'].shape == (4, 16, 16, 3)
-  assert batch['image'].dtype == np.float32
+  # Pixels leave the host as 8 bits; the step normalises them.
+  assert batch['image'].dtype == np.uint8
   assert batch['label'].shape == (4,) and batch['label'].dtype == np.int32
   # Grey replicated to 3 channels, ImageNet-normalised.
-  image = batch['image']
+  np.testing.assert_array_equal(batch['image'][..., 0],
+                                batch['image'][..., 2])
+  image = normalization.normalize(batch['image'], fmnist_cfg.normalization)
   np.testing.assert_allclose(image[..., 0] * 0.229 + 0.485,
                              image[..., 1] * 0.224 + 0.456, atol=1e-5)
   assert -2.2 < image.min() and image.max() < 2.7

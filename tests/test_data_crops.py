@@ -167,7 +167,7 @@ def test_colour_distortions_on_the_0_255_scale():
   """Distorting pixels on [0, 255] equals the [0, 1] formulation (TF-slim's,
   which the strengths come from) scaled back, to float32 round-off."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from inception_jax.data import preprocess  # pylint: disable=g-import-not-at-top
+  from inception_jax.data import device_colour  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(3)
   image = rng.uniform(-5, 260, (12, 10, 3)).astype(np.float32)
   for seed in range(4):
@@ -181,9 +181,10 @@ def test_colour_distortions_on_the_0_255_scale():
            'hue': tf.image.adjust_hue}
     for name, amount in draws.steps:
       ref = tf.clip_by_value(ops[name](ref, amount), 0.0, 1.0)
-    ref += preprocess._PCA_EIGVEC @ (draws.lighting * preprocess._PCA_EIGVAL)  # pylint: disable=protected-access
+    ref += device_colour.PCA_EIGVEC @ (draws.lighting
+                                       * device_colour.PCA_EIGVAL)
     ref = 255.0 * tf.clip_by_value(ref, 0.0, 1.0).numpy()
-    got = preprocess.distort_color(image, draws)
+    got = np.asarray(device_colour.distort(image, device_colour.encode(draws)))
     assert len(draws.steps) == 4
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-3)
 

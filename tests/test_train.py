@@ -6,7 +6,9 @@ Compilation dominates on a small CPU, so the models are tiny (width 1/16,
 numbers' agreement matters.
 """
 
+import glob
 import json
+import os
 import time
 
 import jax
@@ -178,12 +180,16 @@ def test_waiting_while_the_device_is_busy_is_not_data_wait():
   assert 0.2 <= log.interval_wait < 1
 
 
-def test_data_wait_fraction_measures_a_slow_input(tmp_path, capsys):
+def test_data_wait_fraction_measures_a_slow_input_and_a_profile_shows_it(
+    tmp_path, capsys):
   def make(*args, **kwargs):
     return SlowInput(pipeline.create_train_iterator(*args, **kwargs), 1.0)
   summary = train.train_and_evaluate(
-      tiny_config(total_steps=6, checkpoint_every_steps=0), str(tmp_path),
-      make_train_iter=make)
+      tiny_config(total_steps=6, checkpoint_every_steps=0, profile_steps=2),
+      str(tmp_path), make_train_iter=make)
+  # The trace of steps 2-3, where TensorBoard's profile plugin looks.
+  traces = glob.glob(str(tmp_path / 'plugins/profile/*/*.xplane.pb'))
+  assert len(traces) == 1 and os.path.getsize(traces[0]) > 0
   records = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]
   waits = [r['train/data_wait_fraction'] for r in records
            if 'train/data_wait_fraction' in r]
@@ -195,6 +201,7 @@ def test_data_wait_fraction_measures_a_slow_input(tmp_path, capsys):
   assert 0.5 < summary['data_wait_fraction'] <= 1
   out = capsys.readouterr().out
   assert 'data wait' in out and 'the input was the bottleneck' in out
+  assert f'Profiled steps 2-3 into {tmp_path}/plugins/profile' in out
 
 
 # --- The sharded step. -----------------------------------------------------------
@@ -214,6 +221,7 @@ def _step_once(mesh, norm, initial, batch):
   state = jax.device_put(initial, NamedSharding(mesh, P()))
   step = steps.make_train_step(
       model, tx, schedule, steps.StepSettings(num_classes=10,
+                                              normalization='minus_one_one',
                                               polyak_decay=0.99),
       mesh, compiler_options=FAST_COMPILE)
   sharded = mesh_lib.to_global(batch, NamedSharding(mesh, P('data')))
@@ -227,7 +235,7 @@ def _step_once(mesh, norm, initial, batch):
 def test_sharded_step_equals_one_device(norm):
   assert jax.device_count() == 8
   rng = np.random.default_rng(0)
-  batch = {'image': rng.normal(size=(16, 32, 32, 3)).astype(np.float32),
+  batch = {'image': rng.integers(0, 256, (16, 32, 32, 3), np.uint8),
            'label': rng.integers(0, 10, 16).astype(np.int32)}
   initial, one, m1 = _step_once(mesh_lib.create_mesh(jax.devices()[:1]), norm,
                                 None, batch)
@@ -262,7 +270,9 @@ def test_nonfinite_update_is_not_applied():
   state = steps.create_train_state(model, tx, seed=0, image_size=32,
                                    mesh=mesh, compiler_options=FAST_COMPILE)
   step = steps.make_train_step(model, tx, lambda s: 0.1,
-                               steps.StepSettings(num_classes=10), mesh,
+                               steps.StepSettings(num_classes=10,
+                                                  normalization='none'),
+                               mesh,
                                compiler_options=FAST_COMPILE)
   batch = {'image': np.full((8, 32, 32, 3), np.nan, np.float32),
            'label': np.zeros(8, np.int32)}

@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from inception_jax.data import crops
+from inception_jax.data import device_colour
 from inception_jax.data import normalization
 from inception_jax.data import preprocess
 
@@ -61,10 +62,8 @@ def distort_color(image, draws):
     image = tf.clip_by_value(COLOUR_STEPS[name](image, amount), 0.0,
                              PIXEL_MAX)
   if draws.lighting is not None:
-    # pylint: disable=protected-access
-    image = image + PIXEL_MAX * (preprocess._PCA_EIGVEC
-                                 @ (draws.lighting * preprocess._PCA_EIGVAL))
-    # pylint: enable=protected-access
+    image = image + PIXEL_MAX * (device_colour.PCA_EIGVEC
+                                 @ (draws.lighting * device_colour.PCA_EIGVAL))
   return tf.clip_by_value(image, 0.0, PIXEL_MAX)
 
 

@@ -11,6 +11,9 @@ only these keys, never the data set's name.
 
 from __future__ import annotations
 
+import os
+from typing import Optional, Tuple
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -136,6 +139,43 @@ def _evaluation(c: ml_collections.ConfigDict) -> None:
   c.eval_crop_fraction = 0.875
 
 
+# data.worker_count's "as many as the host can give".
+AUTO_WORKERS = -1
+
+
+def usable_cores() -> int:
+  """The cores this process may run on (a container's or taskset's share,
+  not the machine's count)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # Not Linux.
+    return os.cpu_count() or 1
+
+
+def resolve_worker_count(worker_count: int, backend: str,
+                         cores: Optional[int] = None) -> Tuple[int, str]:
+  """grain worker processes for ``data.worker_count``, and why.
+
+  AUTO_WORKERS gives the host's usable cores less what the training step
+  needs of them: on an accelerator one core (the loop that dispatches steps
+  and copies batches), on a CPU-only run half of them (the step itself
+  computes there). Any other value is taken as given.
+  """
+  if worker_count != AUTO_WORKERS:
+    if worker_count < 0:
+      raise ValueError(f'data.worker_count={worker_count}: use 0 (no worker '
+                       f'processes), a positive count, or {AUTO_WORKERS} '
+                       '(as many as the host can give).')
+    return worker_count, f'data.worker_count={worker_count}'
+  cores = cores or usable_cores()
+  if backend == 'cpu':
+    count, kept = cores // 2, 'half of them for the CPU-only step'
+  else:
+    count, kept = cores - 1, f'one for the loop that feeds the {backend}'
+  return count, (f'data.worker_count=auto: {count} grain worker processes '
+                 f'({cores} usable cores, {kept})')
+
+
 def _robustness_and_throughput(c: ml_collections.ConfigDict) -> None:
   """Corrupt files, the decoded cache, workers and reading."""
   # image_folder: 'skip' reports and drops files that do not decode when the
@@ -150,7 +190,9 @@ def _robustness_and_throughput(c: ml_collections.ConfigDict) -> None:
   # random draws either way, pixels equal to PIL's and TensorFlow's
   # bilinear resizes' 1e-3 on [0, 255]; see `decoded_cache`.
   c.cache_decoded = 'auto'
-  # grain worker processes per host; 0 preprocesses in the main process.
+  # grain worker processes per host; 0 preprocesses in the main process;
+  # AUTO_WORKERS (-1): what the host can give (`resolve_worker_count`),
+  # printed at start-up.
   c.worker_count = 0
   # Batches each worker prepares ahead of the consumer.
   c.worker_buffer_size = 2

@@ -225,7 +225,7 @@ def create_train_iterator(data_cfg, *, global_batch_size: int, seed: int,
                           split: Optional[str] = None) -> TrainIterator:
   """An endless, resumable iterator of this process's training batches.
 
-  ``next()`` gives {'image': float32 [B, S, S, 3], 'label': int32 [B]} with
+  ``next()`` gives {'image': uint8 [B, S, S, 3], 'label': int32 [B]} with
   ``B = global_batch_size // process_count``: this process's part of the
   next global batch. Epochs follow each other with a fresh shuffle each;
   batches run across epoch boundaries. ``get_state()`` restores with
@@ -318,7 +318,7 @@ def create_eval_iterator(data_cfg, *, global_batch_size: int, crops: int = 1,
                          process_count: Optional[int] = None) -> EvalIterator:
   """One pass over this process's shard of the evaluation split.
 
-  Yields {'image': float32 [B, S, S, 3] (or [B, crops, S, S, 3] for 10 or
+  Yields {'image': uint8 [B, S, S, 3] (or [B, crops, S, S, 3] for 10 or
   144 crops), 'label': int32 [B], 'mask': bool [B]},
   ``B = global_batch_size // process_count``.
   """
@@ -348,6 +348,6 @@ def create_eval_iterator(data_cfg, *, global_batch_size: int, crops: int = 1,
   # The shape and dtype of one example, for padding, without a decode.
   size = data_cfg.image_size
   image_shape = (size, size, 3) if crops == 1 else (crops, size, size, 3)
-  example = {'image': np.zeros(image_shape, np.float32),
+  example = {'image': np.zeros(image_shape, np.uint8),
              'label': np.zeros((), np.int32)}
   return EvalIterator(loader, num_batches, local_batch, example)

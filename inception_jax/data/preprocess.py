@@ -1,11 +1,10 @@
-"""Pixel work for one example: decode, crop, pad, resize, distort.
+"""Pixel work for one example on the host: decode, crop, pad, resize, flip.
 
 Nothing here is random: the training transform draws every choice first
-(`sampling.draw_train`) and passes the outcome in. Pixels keep one scale
-from decoding to normalisation: uint8 from the decoder (RGB stays 8-bit
-through resizing and flipping), float32 on [0, 255] where arithmetic needs
-it (the photometric distortions), until `normalization.normalize` maps them
-to the model's range.
+(`sampling.draw_train`) and passes the outcome in. Pixels stay uint8 from
+the decoder to the batch (a resize that computes in float is rounded back);
+the photometric distortions and the normalisation run on the device, in the
+jitted step (`device_colour`, `normalization.on_device`).
 
 Every step is one call into a compiled library or a few whole-array NumPy
 operations, because per-example work runs once per image on the host's
@@ -32,9 +31,6 @@ CPUs, which an accelerator can outrun:
   torchvision's evaluation, which converted checkpoints expect, resizes
   through PIL's antialiased filters. Area averaging is exact (OpenCV when
   shrinking) and nearest takes TF's half-pixel centres, with either flag.
-- Photometric distortions as whole-array NumPy, saturation and hue through
-  OpenCV's float HSV (one round trip when the two are drawn next to each
-  other).
 
 TensorFlow is imported only to decode, so `predict` can share the resize
 without it. The tests hold the TensorFlow implementation this replaces and
@@ -60,11 +56,6 @@ cv2.setNumThreads(1)
 
 # The top of the pixel scale between decoding and normalisation.
 PIXEL_MAX = 255.0
-# AlexNet's PCA of ImageNet RGB pixels (on [0, 1]), used for lighting noise.
-_PCA_EIGVAL = np.array([0.2175, 0.0188, 0.0045], np.float32)
-_PCA_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
-                        [-0.5808, -0.0045, -0.8140],
-                        [-0.5836, -0.6948, 0.4203]], np.float32)
 
 _JPEG_MAGIC = b'\xff\xd8\xff'
 
@@ -528,102 +519,6 @@ def crop(image, box: crops.Box):
   return image[top:top + h, left:left + w]
 
 
-# Each takes float32 pixels on [0, PIXEL_MAX] (brightness and contrast work
-# in place on them) and returns the same scale, unclipped. Contrast,
-# saturation and hue changes scale with the pixels; the brightness delta is a
-# fraction of the range.
-def _adjust_brightness(image: np.ndarray, delta: float) -> np.ndarray:
-  image += np.float32(delta * PIXEL_MAX)
-  return image
-
-
-def _rows(image: np.ndarray, values: np.ndarray):
-  """[H, W * C] view of a contiguous [H, W, C], and ``values`` (one per
-  channel) tiled to a row: NumPy's inner loop over a last axis of 3 costs
-  several times the arithmetic."""
-  h, w, c = image.shape
-  return image.reshape(h, w * c), np.tile(values.astype(np.float32), w)
-
-
-def _adjust_contrast(image: np.ndarray, factor: float) -> np.ndarray:
-  """``tf.image.adjust_contrast``: each channel about its own mean."""
-  # OpenCV sums in float64: a closer mean than a float32 sum, quicker too.
-  mean = np.array(cv2.mean(image)[:image.shape[-1]], np.float32)
-  rows, mean = _rows(image, mean)
-  rows -= mean
-  rows *= np.float32(factor)
-  rows += mean
-  return image
-
-
-def _adjust_in_hsv(image: np.ndarray, steps) -> np.ndarray:
-  """``tf.image.adjust_saturation`` and ``adjust_hue``, as ``steps`` say,
-  in one round trip through OpenCV's float HSV (hue in degrees).
-
-  Neither step moves a pixel outside [0, max(R, G, B)], so TF's clipping
-  between two adjacent ones changes nothing and one round trip serves both.
-  OpenCV wraps hues of 360 degrees and more on the way back, so a turn is
-  added as a non-negative angle below 360 (one turn per draw).
-  """
-  hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
-  for name, amount in steps:
-    if name == 'saturation':
-      saturation = hsv[..., 1]
-      saturation *= np.float32(amount)
-      np.minimum(saturation, np.float32(1.0), out=saturation)
-    else:
-      hue = hsv[..., 0]
-      hue += np.float32((amount % 1.0) * 360.0)
-  return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-
-
-def _adjust_saturation(image: np.ndarray, factor: float) -> np.ndarray:
-  return _adjust_in_hsv(image, [('saturation', factor)])
-
-
-def _adjust_hue(image: np.ndarray, delta: float) -> np.ndarray:
-  """The hue turned by ``delta`` of the circle."""
-  return _adjust_in_hsv(image, [('hue', delta)])
-
-
-_COLOUR_STEPS = {
-    'brightness': _adjust_brightness,
-    'contrast': _adjust_contrast,
-    'saturation': _adjust_saturation,
-    'hue': _adjust_hue,
-}
-_HSV_STEPS = ('saturation', 'hue')
-
-
-def distort_color(image, draws: sampling.ColourDraws) -> np.ndarray:
-  """Photometric distortions after Howard (2013), as drawn.
-
-  ``image`` is RGB [H, W, 3] on [0, 255]; the result is float32 on the same
-  scale, clipped after every step. The lighting noise is AlexNet's PCA
-  noise.
-  """
-  # A fresh contiguous array: the steps work in place.
-  image = np.array(image, np.float32)
-  np.clip(image, 0.0, PIXEL_MAX, out=image)
-  steps = list(draws.steps)
-  while steps:
-    name, amount = steps.pop(0)
-    if name in _HSV_STEPS:
-      run = [(name, amount)]
-      if steps and steps[0][0] in _HSV_STEPS:
-        run.append(steps.pop(0))
-      image = _adjust_in_hsv(image, run)
-    else:
-      image = _COLOUR_STEPS[name](image, amount)
-    np.clip(image, 0.0, PIXEL_MAX, out=image)
-  if draws.lighting is not None:
-    rows, shift = _rows(image, PIXEL_MAX * (
-        _PCA_EIGVEC @ (draws.lighting * _PCA_EIGVAL)))
-    rows += shift
-    np.clip(image, 0.0, PIXEL_MAX, out=image)
-  return image
-
-
 def pad_and_crop(image, pad_crop: Optional[sampling.PadCrop]):
   """Zero-pads and crops back to the image's size, as drawn (None: as is)."""
   if pad_crop is None:
@@ -641,9 +536,18 @@ def to_rgb(image) -> np.ndarray:
   return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
 
 
+def to_uint8(image) -> np.ndarray:
+  """The 8-bit pixels a batch carries to the device: uint8 as it is, float
+  (area resizing computes in float) rounded and clipped to [0, 255]."""
+  image = np.asarray(image)
+  if image.dtype == np.uint8:
+    return image
+  return np.clip(np.rint(image), 0, PIXEL_MAX).astype(np.uint8)
+
+
 def mirrored(views: Sequence[np.ndarray]) -> np.ndarray:
-  """Stacks the views (as float32) followed by their horizontal mirrors."""
-  stacked = np.stack(list(views)).astype(np.float32, copy=False)
+  """Stacks the views (as uint8) followed by their horizontal mirrors."""
+  stacked = to_uint8(np.stack(list(views)))
   return np.concatenate([stacked, stacked[:, :, ::-1]], axis=0)
 
 

@@ -18,9 +18,9 @@ import numpy as np
 from inception_jax.data import config as config_lib
 from inception_jax.data import crops
 from inception_jax.data import datasets
+from inception_jax.data import device_colour
 from inception_jax.data import preprocess
 from inception_jax.data import sampling
-from inception_jax.data.normalization import normalize
 
 RecordFormat = Union[preprocess.EncodedImages, preprocess.DecodedArrays]
 
@@ -46,7 +46,6 @@ class TrainSettings:
   lighting: float
   random_interpolation: bool
   antialias: bool
-  normalization: str
 
   @classmethod
   def from_config(cls, data_cfg) -> 'TrainSettings':
@@ -70,12 +69,14 @@ class TrainSettings:
         saturation=data_cfg.saturation, hue=data_cfg.hue,
         lighting=data_cfg.lighting,
         random_interpolation=data_cfg.random_interpolation,
-        antialias=data_cfg.antialias, normalization=data_cfg.normalization)
+        antialias=data_cfg.antialias)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainPreprocess(grain.RandomMapTransform):
-  """Random crop, resize, flip, colour distortion and normalisation."""
+  """Random crop, resize and flip: uint8 pixels out, with the colour
+  distortions' draws (``'colour'``) that the step applies on the device
+  before it normalises."""
   settings: TrainSettings
   records: RecordFormat
 
@@ -105,15 +106,17 @@ class TrainPreprocess(grain.RandomMapTransform):
     image = preprocess.to_rgb(image)
     if draws.flip:
       image = preprocess.flip_left_right(image)
-    if draws.colour is not None:
-      image = preprocess.distort_color(image, draws.colour)
-    return {'image': normalize(image, self.settings.normalization),
-            'label': np.int32(element['label'])}
+    example = {'image': preprocess.to_uint8(image),
+               'label': np.int32(element['label'])}
+    if self.settings.distort_color:
+      # Drawn here, applied in the step (`device_colour.distort`).
+      example['colour'] = device_colour.encode(draws.colour)
+    return example
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalPreprocess(grain.MapTransform):
-  """Center crop (or the 10 / 144 crops), resize and normalisation.
+  """Center crop (or the 10 / 144 crops) and resize; uint8 pixels out.
 
   The resize is antialiased bilinear whatever ``data.antialias`` says (that
   key is for training crops): evaluation resizes once per image, as
@@ -122,7 +125,6 @@ class EvalPreprocess(grain.MapTransform):
   image_size: int
   crops: int
   crop_fraction: float
-  normalization: str
   records: RecordFormat
 
   @classmethod
@@ -131,8 +133,7 @@ class EvalPreprocess(grain.MapTransform):
       raise ValueError(f'crops must be one of {config_lib.EVAL_CROPS}, got '
                        f'{crops_per_image}.')
     return cls(data_cfg.image_size, crops_per_image,
-               data_cfg.eval_crop_fraction, data_cfg.normalization,
-               datasets.record_format(data_cfg))
+               data_cfg.eval_crop_fraction, datasets.record_format(data_cfg))
 
   def map(self, element: Dict[str, Any]) -> Dict[str, np.ndarray]:
     size = self.image_size
@@ -147,5 +148,5 @@ class EvalPreprocess(grain.MapTransform):
                                    self.crop_fraction)
     else:
       image = preprocess.paper_144_crops(self.records.decode(record), size)
-    return {'image': normalize(preprocess.to_rgb(image), self.normalization),
+    return {'image': preprocess.to_uint8(preprocess.to_rgb(image)),
             'label': np.int32(element['label'])}
