@@ -24,10 +24,9 @@ untouched, and `CachedImages` samples with the encoded path's geometry
 (pad-and-crop at the model's size). Pixels are those the encoded path
 decodes (the same TensorFlow decoder, whole image, then the box sliced);
 grey images are stored with one channel and replicated to RGB after the
-resize, as the encoded path's identical channels would be. Two differences
-remain: the bilinear resize of a numpy image is PIL's rather than
-TensorFlow's (equal to 1e-3 on [0, 255]; see `preprocess.resize`), and for
-a JPEG with subsampled chroma (most photos) the encoded path's fused
+resize, as the encoded path's identical channels would be; both resize
+with the same `preprocess.resample`. One difference remains: for a JPEG
+with subsampled chroma (most photos) the encoded path's fused
 decode-and-crop upsamples the chroma at the crop's edge without the pixels
 beyond it, so the crop's last column or row can differ from the whole
 image's decode, which is what the cache holds.
