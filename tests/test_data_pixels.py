@@ -7,6 +7,11 @@ differences are in grey levels on [0, 255].
 """
 
 import io
+import json
+import math
+import subprocess
+import sys
+import time
 
 import numpy as np
 from PIL import Image
@@ -281,36 +286,72 @@ def test_predict_takes_the_evaluation_path(tmp_path):
     assert np.abs(got - want).mean() <= mean
 
 
-def test_benchmark_compares_with_tfdata_on_the_same_files():
-  """``--peer=tfdata``: both pipelines and the decode floor are timed in one
-  process, and the ratios are reported (tiny sizes)."""
-  import json  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
+def test_benchmark_compares_with_tfdata_counting_every_process():
+  """``--peer=tfdata``: each pipeline timed in a process of its own, with and
+  without grain workers, the workers' CPU counted (tiny sizes)."""
   root = __file__.rsplit('/tests/', 1)[0]
   command = [sys.executable, '-m', 'inception_jax.data.benchmark',
-             '--dataset=jpeg', '--peer=tfdata', '--num_images=6',
-             '--num_batches=1', '--batch_size=3', '--image_size=32']
+             '--dataset=jpeg', '--peer=tfdata', '--num_images=8',
+             '--warmup_batches=1', '--num_batches=3', '--batch_size=4',
+             '--image_size=32', '--rounds=1', '--peer_worker_counts=0,1']
   result = subprocess.run(command, cwd=root, capture_output=True, text=True,
                           check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   lines = result.stdout.strip().splitlines()
-  assert any(l.startswith('| ours_paper |') for l in lines)
+  assert any(l.startswith('| ours_paper_1_workers | 1 |') for l in lines)
   figures = json.loads(lines[-1])
-  assert set(figures['pipelines']) == {'tfdata', 'ours_same_work',
-                                       'ours_paper'}
-  for timed in figures['pipelines'].values():
-    assert timed['images'] == 3 and timed['images_per_cpu_s'] > 0
+  assert set(figures['pipelines']) == {
+      'tfdata', 'ours_same_work', 'ours_paper', 'ours_same_work_1_workers',
+      'ours_paper_1_workers'}
+  for name, timed in figures['pipelines'].items():
+    assert 0 < timed['images_per_cpu_s'] < math.inf, name
+    assert 0 < timed['images_per_s'] < math.inf, name
+    # The window's CPU, read while the workers ran, is part of what the OS
+    # billed for the whole process and its workers once they were reaped.
+    for window, whole in zip(timed['rounds_window_cpu_s'],
+                             timed['rounds_child_cpu_s']):
+      assert 0 < window <= whole, name
+    if timed['workers']:
+      # The worker decodes and the main process only receives batches: were
+      # the worker's CPU not counted, the main process's share would be 1.
+      assert timed['main_process_cpu_share'] < 0.6, name
+    else:
+      assert timed['main_process_cpu_share'] > 0.9, name
+  assert set(figures['by_worker_count']) == {'0', '1'}
+  for ratios in figures['by_worker_count'].values():
+    assert 0 < ratios['same_work_vs_tfdata_per_cpu_s'] < math.inf
+    assert 0 < ratios['paper_vs_tfdata_per_cpu_s'] < math.inf
   assert set(figures['decode_only_images_per_cpu_s']) == {
       'whole_opencv', 'whole_tf', 'inception_crop_tf'}
-  assert figures['same_work_vs_tfdata_per_cpu_s'] > 0
-  assert figures['paper_vs_tfdata_per_cpu_s'] > 0
   wrong = subprocess.run(command[:3] + ['--dataset=fashion_mnist',
                                         '--peer=tfdata'],
                          cwd=root, capture_output=True, text=True, check=False)
   assert wrong.returncode == 1
   assert 'error: --peer=tfdata compares JPEG pipelines; add --dataset=jpeg.' \
       in wrong.stderr
+
+
+def test_process_tree_cpu_counts_a_worker_while_it_runs_and_after():
+  """What the input benchmark bills: a child's CPU, read from /proc while it
+  runs and from the OS's account once reaped, and none of it twice."""
+  burn = ('import sys, time\n'
+          'end = time.process_time() + 0.5\n'
+          'while time.process_time() < end: pass\n'
+          'sys.stdin.read()\n')
+  own0, others0 = benchmark.process_tree_cpu()
+  child = subprocess.Popen([sys.executable, '-c', burn],
+                           stdin=subprocess.PIPE)
+  deadline = time.monotonic() + 60
+  while (benchmark.process_tree_cpu()[1] - others0 < 0.5
+         and time.monotonic() < deadline):
+    time.sleep(0.2)
+  live = benchmark.process_tree_cpu()[1] - others0
+  assert child.poll() is None  # Counted while alive, not once reaped.
+  child.stdin.close()
+  child.wait()
+  own1, others1 = benchmark.process_tree_cpu()
+  assert 0.5 <= live <= others1 - others0 < 1.5
+  assert own1 - own0 < 0.4  # The polls' own cost, not the child's.
 
 
 def test_train_transform_is_a_pure_function_of_the_generator():

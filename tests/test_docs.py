@@ -81,6 +81,11 @@ HOW = [
      ['--config.total_steps=1', '--config.log_every_steps=1',
       '--config.model.width=0.0625', '--config.batch_size=8',
       '--config.eval_batch_size=8'], 'Done: 1 steps'),
+    # Each pipeline times in a process of its own: one round, tiny, no workers.
+    (r'-m inception_jax\.data\.benchmark --dataset=jpeg --peer=tfdata',
+     ['--num_images=8', '--warmup_batches=1', '--num_batches=1',
+      '--batch_size=4', '--image_size=32', '--rounds=1',
+      '--peer_worker_counts=0'], 'paper_vs_tfdata_per_cpu_s'),
     (r'-m inception_jax\.data\.benchmark --dataset=jpeg ',
      ['--num_batches=2', '--num_images=16', '--batch_size=8'],
      'images_per_cpu_s'),

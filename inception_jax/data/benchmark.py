@@ -9,33 +9,59 @@ r"""How fast the training input pipeline runs on this host's CPUs.
 
 ``jpeg`` writes synthetic photos of about 500x375 (the ImageNet average) as
 an image folder and times the ImageNet training path on them: fused JPEG
-decode-and-crop, random interpolation, flip, colour distortions.
-``fashion_mnist`` times the bundled run's preprocessing (that of
-configs/fashion_mnist.py) on the prepared Fashion-MNIST. ``image_folder``
-times the same preprocessing on the image folder ``--root`` (small images:
-what configs/image_folder.py sets for them), its records read as
-``--cache_decoded`` says. ``folder_vs_native`` times, in one process and
-taking turns for ``--rounds`` rounds so that the machine's load falls on
-all alike, the native Fashion-MNIST records and the folder ``--root``
-(experiments/fashion_mnist_png.py writes Fashion-MNIST as one) both from its
-decoded cache and decoded per step; each figure is the median of its rounds.
-The last line printed is JSON with images/s, the worker processes used and
-images/s per CPU core, plus images per CPU-second of the whole process (all
-threads) when there are no workers, the figure that says how many cores a
-given accelerator throughput needs.
+decode-and-crop, random interpolation, flip, colour distortions, the
+records read as ``--cache_decoded`` says (``auto``, the default, reads so
+few photos from the decoded cache: no JPEG decode per step; ``never``
+decodes every step, as on ImageNet). ``fashion_mnist`` times the bundled
+run's preprocessing (that of configs/fashion_mnist.py) on the prepared
+Fashion-MNIST. ``image_folder`` times the same preprocessing on the image
+folder ``--root`` (small images: what configs/image_folder.py sets for
+them), its records read as ``--cache_decoded`` says. ``folder_vs_native``
+times, in one process and taking turns for ``--rounds`` rounds so that the
+machine's load falls on all alike, the native Fashion-MNIST records and the
+folder ``--root`` (experiments/fashion_mnist_png.py writes Fashion-MNIST as
+one) both from its decoded cache and decoded per step; each figure is the
+median of its rounds. The last line printed is JSON with images/s, the
+worker processes used and images/s per CPU core, plus images per
+CPU-second of this process (all threads) and its grain workers, the figure
+that says how many cores a given accelerator throughput needs.
 
-``--peer=tfdata`` (``jpeg`` only) times, in the same process and on the
-same files, the tf.data pipeline of flax's ``examples/imagenet``
-(graph-mode ``decode_and_crop_jpeg`` of a ``sample_distorted_bounding_box``
-crop of 8-100% of the area at 3:4 to 4:3, bicubic resize, flip, mean/std
-normalisation, ``map(num_parallel_calls=AUTOTUNE)``), then this project's
-path doing the same work (no colour distortions, bilinear only), then the
+``--peer=tfdata`` (``jpeg`` only) compares, on the same files, the tf.data
+pipeline of flax's ``examples/imagenet`` (graph-mode
+``decode_and_crop_jpeg`` of a ``sample_distorted_bounding_box`` crop of
+8-100% of the area at 3:4 to 4:3, bicubic resize, flip, mean/std
+normalisation, ``map(num_parallel_calls=AUTOTUNE)``), this project's path
+doing the same work (no colour distortions, bilinear only) and with the
 paper's full augmentation, both decoding the JPEGs every step as tf.data
-does (not from the decoded cache), and only decoding the same JPEGs (the
-floor that no preprocessing goes below). It prints a table and, last, JSON
-with each figure and the ratios to tf.data per CPU-second. The pipelines
-take turns ``--rounds`` times and each keeps its best round, so a burst of
-load from elsewhere on the host hits one round rather than one pipeline.
+does, each with every grain worker count of ``--peer_worker_counts`` (0:
+all in the main process; tf.data has no worker processes, its threads are
+counted either way), and only decoding the same JPEGs (the floor that no
+preprocessing goes below). Its figure is what a host pays: images per
+CPU-second of every process the pipeline runs on, start-up excluded. Each
+timing runs in a fresh spawned process that pulls ``--warmup_batches``
+(imports, the first batch's set-up, workers started, buffers filled; none
+of it counted), then ``--num_batches`` over which the CPU of that process
+(all threads) and of its descendants, live (read from /proc) or ended, is
+summed; it then closes the pipeline, so its workers end and are reaped,
+and exits, so no thread of it runs into the next timing. The pipelines
+take turns ``--rounds`` times and each figure is the median of its rounds:
+a burst of load from other jobs hits one round, not one pipeline, and the
+median, unlike the best round, neither keeps the luckiest burst-free moment
+nor favours the pipeline whose figures spread most. It prints a table and,
+last, JSON with each figure and, per worker count, the ratios to tf.data
+per CPU-second.
+
+Earlier, all pipelines were timed in one process with ``time.process_time``
+after one warm-up batch, each keeping its best round, and grain workers were
+refused. Without workers that counted the same CPU (TF's threads are the
+process's; a deleted tf.data iterator leaves no thread working; tf.data's
+cost per image is flat from the second batch), so its ratios differ from
+these by the load and by best against median; but it could not count
+workers, which do nearly all the work when there are any (98% here).
+Ratios of 1.4-1.8x (same work) and 0.9-1.0x (the paper's), which a count
+over every process also gave, are those of this project's path reading the
+decoded cache instead of decoding JPEGs: another workload (figures in
+experiments/results/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -43,10 +69,12 @@ from __future__ import annotations
 import gc
 import glob
 import json
+import multiprocessing
 import os
+import resource
 import tempfile
 import time
-from typing import Callable, Dict, Iterator, Sequence
+from typing import Callable, Dict, Iterator, Sequence, Tuple
 
 from absl import flags
 import numpy as np
@@ -87,34 +115,67 @@ def write_jpeg_folder(root: str, num_images: int, num_classes: int = 4,
   return int(np.mean(sizes))
 
 
+def process_tree_cpu() -> Tuple[float, float]:
+  """CPU seconds (user + system) used so far by this process (all its
+  threads) and by its descendants, live or ended: grain workers, the
+  processes they start, and any of them already reaped.
+
+  Live descendants are read from /proc (Linux); without it only ended
+  ones are counted.
+  """
+  own = resource.getrusage(resource.RUSAGE_SELF)
+  reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+  others = reaped.ru_utime + reaped.ru_stime
+  tick = os.sysconf('SC_CLK_TCK')
+  children: Dict[int, list] = {}
+  stats = {}
+  for name in os.listdir('/proc') if os.path.isdir('/proc') else ():
+    if not name.isdigit():
+      continue
+    try:
+      with open(f'/proc/{name}/stat') as f:
+        text = f.read()
+    except OSError:  # Ended since listdir.
+      continue
+    # The command name, field 2, may hold spaces and parentheses.
+    fields = text[text.rindex(')') + 2:].split()
+    pid, ppid = int(name), int(fields[1])
+    children.setdefault(ppid, []).append(pid)
+    # utime, stime, and what the process reaped: cutime, cstime.
+    stats[pid] = sum(int(v) for v in fields[11:15]) / tick
+  pending = list(children.get(os.getpid(), ()))
+  while pending:
+    pid = pending.pop()
+    others += stats[pid]
+    pending.extend(children.get(pid, ()))
+  return own.ru_utime + own.ru_stime, others
+
+
 def _time_batches(make: Callable[[], Iterator], batch_size: int,
-                  num_batches: int, cpu_figure: bool = True) -> dict:
+                  num_batches: int) -> dict:
   """Times ``num_batches`` of the iterator ``make()`` returns, after one
-  warm-up batch, then closes it: background threads that went on filling
-  its buffers would bill their CPU to whatever is timed next."""
+  warm-up batch, CPU counted over this process and its workers, then closes
+  it: background threads that went on filling its buffers would bill their
+  CPU to whatever is timed next."""
   it = make()
   next(it)  # Starts workers and threads, opens files, warms kernels.
-  cpu0, wall0 = time.process_time(), time.perf_counter()
+  cpu0, wall0 = sum(process_tree_cpu()), time.perf_counter()
   for _ in range(num_batches):
     next(it)
   wall = time.perf_counter() - wall0
-  cpu = time.process_time() - cpu0
+  cpu = sum(process_tree_cpu()) - cpu0
   del it
   gc.collect()
   images = batch_size * num_batches
-  result = {'images_per_s': round(images / wall, 1),
-            'seconds': round(wall, 2), 'images': images}
-  if cpu_figure:
-    # All threads of this process (TF kernels may use several).
-    result['images_per_cpu_s'] = round(images / cpu, 1)
-  return result
+  return {'images_per_s': round(images / wall, 1),
+          'images_per_cpu_s': round(images / cpu, 1),
+          'seconds': round(wall, 2), 'images': images}
 
 
 def run(data_cfg, batch_size: int, num_batches: int) -> dict:
   """Times ``num_batches`` training batches after one warm-up batch."""
   result = _time_batches(lambda: _train_iterator(data_cfg, batch_size),
-                         batch_size, num_batches,
-                         cpu_figure=data_cfg.worker_count == 0)
+                         batch_size, num_batches)
   cores = max(1, data_cfg.worker_count)
   result.update(workers=data_cfg.worker_count, cores_assumed=cores,
                 images_per_s_per_core=round(result['images_per_s'] / cores,
@@ -218,42 +279,133 @@ def decode_only(paths: Sequence[str], repeats: int = 3) -> Dict[str, float]:
   return result
 
 
-def compare_with_tfdata(cfg, batch_size: int, num_batches: int,
-                        rounds: int) -> dict:
-  """The tf.data reference against this project's path, same files, same
-  process, in turns; each pipeline's best round (see the module doc)."""
+def _peer_iterator(spec: dict) -> Iterator:
+  if spec['kind'] == 'tfdata':
+    return tfdata_reference(spec['paths'], spec['labels'],
+                            spec['image_size'], spec['batch_size'])
+  return _train_iterator(spec['data_cfg'], spec['batch_size'])
+
+
+def _measure_in_child(spec: dict, warmup_batches: int, num_batches: int,
+                      connection) -> None:
+  """In a fresh process: builds the pipeline, pulls ``warmup_batches``
+  (start-up, buffers filled, workers running), then times ``num_batches``
+  with every process's CPU; sends the figures and closes the pipeline, so
+  that grain's workers end and are reaped before this process exits."""
+  it = _peer_iterator(spec)
+  for _ in range(warmup_batches):
+    next(it)
+  main0, others0 = process_tree_cpu()
+  wall0 = time.perf_counter()
+  for _ in range(num_batches):
+    next(it)
+  wall = time.perf_counter() - wall0
+  main1, others1 = process_tree_cpu()
+  connection.send({'wall_s': wall, 'main_cpu_s': main1 - main0,
+                   'others_cpu_s': others1 - others0})
+  connection.close()
+  del it
+  gc.collect()
+
+
+def measure_in_fresh_process(spec: dict, warmup_batches: int,
+                             num_batches: int) -> dict:
+  """One pipeline's figures for ``num_batches`` after ``warmup_batches``,
+  in a process of its own (spawned: no state or thread of an earlier
+  pipeline runs on), CPU counted over every process it runs on.
+
+  ``child_cpu_s`` is the OS's account of the whole child, start-up
+  included, taken when it was reaped with its workers: an upper bound on the
+  window's CPU that does not rely on /proc.
+  """
+  context = multiprocessing.get_context('spawn')
+  receiver, sender = context.Pipe(duplex=False)
+  before = resource.getrusage(resource.RUSAGE_CHILDREN)
+  child = context.Process(target=_measure_in_child,
+                          args=(spec, warmup_batches, num_batches, sender))
+  child.start()
+  sender.close()
+  try:
+    figures = receiver.recv()
+  except EOFError:
+    figures = None
+  child.join()
+  after = resource.getrusage(resource.RUSAGE_CHILDREN)
+  if figures is None or child.exitcode:
+    raise RuntimeError(f'timing {spec["name"]} failed: its process '
+                       f'exited with code {child.exitcode} (see above).')
+  cpu = figures['main_cpu_s'] + figures['others_cpu_s']
+  images = num_batches * spec['batch_size']
+  return {
+      'images_per_cpu_s': images / cpu,
+      'images_per_s': images / figures['wall_s'],
+      'main_process_cpu_share': figures['main_cpu_s'] / cpu,
+      'window_cpu_s': cpu,
+      'child_cpu_s': (after.ru_utime + after.ru_stime
+                      - before.ru_utime - before.ru_stime),
+  }
+
+
+def _median_of_rounds(rounds: Sequence[dict], workers: int) -> dict:
+  """Each figure's median over the rounds, and the rounds themselves."""
+  result = {'workers': workers}
+  for key, digits in (('images_per_cpu_s', 1), ('images_per_s', 1),
+                      ('main_process_cpu_share', 3)):
+    result[key] = round(float(np.median([r[key] for r in rounds])), digits)
+  for key in ('images_per_cpu_s', 'window_cpu_s', 'child_cpu_s'):
+    result[f'rounds_{key}'] = [round(r[key], 3) for r in rounds]
+  return result
+
+
+def compare_with_tfdata(cfg, batch_size: int, num_batches: int, rounds: int,
+                        warmup_batches: int = 4,
+                        worker_counts: Sequence[int] = (0, 2)) -> dict:
+  """The tf.data reference against this project's path, same files, each
+  timing in a fresh process, the pipelines in turns; medians of the rounds
+  (see the module doc)."""
   paths = sorted(glob.glob(os.path.join(cfg.root, 'train', '*', '*.jpg')))
   classes = sorted({os.path.basename(os.path.dirname(p)) for p in paths})
   labels = [classes.index(os.path.basename(os.path.dirname(p)))
             for p in paths]
-  # The JPEG path: decoded every step, as tf.data does, not from the cache.
-  paper = cfg.copy_and_resolve_references()
-  paper.cache_decoded = 'never'
-  same_work = paper.copy_and_resolve_references()
-  same_work.update(distort_color=False, random_interpolation=False)
-  pipelines: Dict[str, Callable[[], Iterator]] = {
-      'tfdata': lambda: tfdata_reference(paths, labels, cfg.image_size,
-                                         batch_size),
-      'ours_same_work': lambda: _train_iterator(same_work, batch_size),
-      'ours_paper': lambda: _train_iterator(paper, batch_size),
-  }
-  best: Dict[str, dict] = {}
+  specs = {'tfdata': (0, dict(kind='tfdata', paths=paths, labels=labels,
+                              image_size=cfg.image_size))}
+  for workers in worker_counts:
+    # The JPEG path: decoded every step, as tf.data does, not from the cache.
+    paper = cfg.copy_and_resolve_references()
+    paper.update(cache_decoded='never', worker_count=workers)
+    same_work = paper.copy_and_resolve_references()
+    same_work.update(distort_color=False, random_interpolation=False)
+    for work, data_cfg in (('same_work', same_work), ('paper', paper)):
+      specs[_ours(work, workers)] = (workers, dict(kind='grain',
+                                                   data_cfg=data_cfg))
+  load_before = os.getloadavg()[0]
+  timed: Dict[str, list] = {name: [] for name in specs}
   for _ in range(rounds):
-    for name, make in pipelines.items():
-      result = _time_batches(make, batch_size, num_batches)
-      if (name not in best or result['images_per_cpu_s']
-          > best[name]['images_per_cpu_s']):
-        best[name] = result
-  reference = best['tfdata']['images_per_cpu_s']
+    for name, (_, spec) in specs.items():
+      timed[name].append(measure_in_fresh_process(
+          dict(spec, name=name, batch_size=batch_size), warmup_batches,
+          num_batches))
+  pipelines = {name: _median_of_rounds(timed[name], specs[name][0])
+               for name in specs}
+  reference = pipelines['tfdata']['images_per_cpu_s']
+  by_worker_count = {
+      str(workers): {
+          f'{work}_vs_tfdata_per_cpu_s': round(
+              pipelines[_ours(work, workers)]['images_per_cpu_s']
+              / reference, 2) for work in ('same_work', 'paper')}
+      for workers in worker_counts}
   return {
-      'pipelines': best,
+      'pipelines': pipelines, 'by_worker_count': by_worker_count,
       'decode_only_images_per_cpu_s': decode_only(paths),
-      'same_work_vs_tfdata_per_cpu_s': round(
-          best['ours_same_work']['images_per_cpu_s'] / reference, 2),
-      'paper_vs_tfdata_per_cpu_s': round(
-          best['ours_paper']['images_per_cpu_s'] / reference, 2),
-      'rounds': rounds,
+      'rounds': rounds, 'warmup_batches': warmup_batches,
+      'num_batches': num_batches,
+      # Other jobs on the host: their load inflates CPU times too.
+      'load_average_1min': [load_before, os.getloadavg()[0]],
   }
+
+
+def _ours(work: str, workers: int) -> str:
+  return f'ours_{work}' + (f'_{workers}_workers' if workers else '')
 
 
 def _train_iterator(data_cfg, batch_size: int):
@@ -265,13 +417,16 @@ def _train_iterator(data_cfg, batch_size: int):
 def format_table(result: dict) -> str:
   """The comparison as a Markdown table."""
   reference = result['pipelines']['tfdata']['images_per_cpu_s']
-  rows = ['| pipeline | images/s | images/CPU-s | vs tf.data per CPU-s |',
-          '|---|---|---|---|']
+  rows = ['| pipeline | grain workers | images/s | images/CPU-s, all '
+          'processes | main process\'s share of the CPU | vs tf.data per '
+          'CPU-s |', '|---|---|---|---|---|---|']
   for name, r in result['pipelines'].items():
-    rows.append(f'| {name} | {r["images_per_s"]} | {r["images_per_cpu_s"]} '
+    rows.append(f'| {name} | {r["workers"]} | {r["images_per_s"]} '
+                f'| {r["images_per_cpu_s"]} '
+                f'| {r["main_process_cpu_share"]:.2f} '
                 f'| {r["images_per_cpu_s"] / reference:.2f}x |')
   for name, v in result['decode_only_images_per_cpu_s'].items():
-    rows.append(f'| decode only, {name} | | {v} | {v / reference:.2f}x |')
+    rows.append(f'| decode only, {name} | | | {v} | | {v / reference:.2f}x |')
   return '\n'.join(rows)
 
 
@@ -289,11 +444,13 @@ def benchmark_config(dataset: str, image_size: int, worker_count: int,
     cfg.name = dataset
     cfg.update(crop='random_resized', distort_color=False,
                random_interpolation=False, eval_crop_fraction=1.0)
+  if dataset != 'fashion_mnist':
+    cfg.cache_decoded = cache_decoded
   if dataset == 'image_folder':
     if not root:
       raise ValueError(f'--dataset={dataset} needs --root=FOLDER (an image '
                        'folder root/<split>/<label>/*).')
-    cfg.update(root=root, cache_decoded=cache_decoded)
+    cfg.root = root
   return cfg
 
 
@@ -322,7 +479,7 @@ def folder_vs_native(f, data_dir: str) -> dict:
     result[name] = {'images_per_s': float(np.median(speeds)),
                     'rounds_images_per_s': speeds,
                     'images_per_cpu_s': float(np.median(
-                        [r.get('images_per_cpu_s', 0) for r in runs]))}
+                        [r['images_per_cpu_s'] for r in runs]))}
   native = result['fashion_mnist']['images_per_s']
   for name in result:
     result[name]['vs_native'] = round(result[name]['images_per_s'] / native,
@@ -330,17 +487,34 @@ def folder_vs_native(f, data_dir: str) -> dict:
   return result
 
 
-def main(argv: Sequence[str]) -> None:
-  del argv
-  f = flags.FLAGS
+def _check_flags(f) -> list:
+  """The flags' mistakes as one-line errors; the worker counts of --peer."""
   if f.peer != 'none' and f.dataset != 'jpeg':
     raise ValueError(f'--peer={f.peer} compares JPEG pipelines; add '
                      '--dataset=jpeg.')
   if f.peer != 'none' and f.worker_count:
-    raise ValueError('--peer compares one process per pipeline; drop '
-                     '--worker_count.')
+    raise ValueError('--peer times its own worker counts; drop '
+                     '--worker_count and set --peer_worker_counts.')
+  text = ','.join(f.peer_worker_counts)
+  if not (f.peer_worker_counts and all(
+      w.isdigit() for w in f.peer_worker_counts)):
+    raise ValueError(f'--peer_worker_counts={text}: give one or more counts '
+                     '>= 0, e.g. 0,2.')
+  worker_counts = [int(w) for w in f.peer_worker_counts]
+  if f.peer != 'none' and max(worker_counts) and not os.path.isdir('/proc'):
+    raise ValueError('Counting grain workers\' CPU reads /proc (Linux); use '
+                     '--peer_worker_counts=0 here.')
+  if f.warmup_batches < 1 or f.num_batches < 1:
+    raise ValueError('--warmup_batches and --num_batches must be at least 1.')
   if f.rounds < 1:
     raise ValueError(f'--rounds={f.rounds}: it must be at least 1.')
+  return worker_counts
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  f = flags.FLAGS
+  worker_counts = _check_flags(f)
   with tempfile.TemporaryDirectory() as tmp:
     # Fashion-MNIST where training prepares it (prepared once, reused);
     # the synthetic folders in a temporary directory.
@@ -368,7 +542,7 @@ def main(argv: Sequence[str]) -> None:
     datasets.prepare_builder(cfg)
     if f.peer == 'tfdata':
       result = compare_with_tfdata(cfg, f.batch_size, f.num_batches,
-                                   f.rounds)
+                                   f.rounds, f.warmup_batches, worker_counts)
       print(format_table(result))
     else:
       if cfg.name == 'image_folder':
@@ -387,6 +561,12 @@ def define_flags() -> None:
                     'tfdata: also time flax examples/imagenet\'s tf.data '
                     'input on the same JPEGs, and compare (--dataset=jpeg).')
   flags.DEFINE_integer('num_batches', 20, 'Batches timed (per round).')
+  flags.DEFINE_integer('warmup_batches', 4, 'With --peer: batches pulled '
+                       'before the timing starts (start-up, buffers, '
+                       'workers up).')
+  flags.DEFINE_list('peer_worker_counts', ['0', '2'], 'With --peer: the grain '
+                    'worker process counts this project\'s path is timed '
+                    'with, each against the same tf.data figures.')
   flags.DEFINE_integer('batch_size', 64, 'Images per batch.')
   flags.DEFINE_integer('image_size', 224, 'Model input side.')
   flags.DEFINE_integer('worker_count', 0,
@@ -396,10 +576,11 @@ def define_flags() -> None:
   cli.DEFINE_path('root', None, 'The image folder for --dataset=image_folder '
                   'and folder_vs_native.')
   flags.DEFINE_enum('cache_decoded', 'auto', ['auto', 'always', 'never'],
-                    'data.cache_decoded for --dataset=image_folder.')
-  flags.DEFINE_integer('rounds', 3, 'Turns each contender takes: for '
-                       '--dataset=folder_vs_native (the median counts) and '
-                       '--peer=tfdata (the best counts).')
+                    'data.cache_decoded for --dataset=image_folder and '
+                    'jpeg (--peer always decodes, as tf.data does).')
+  flags.DEFINE_integer('rounds', 3, 'Turns each contender takes, for '
+                       '--dataset=folder_vs_native and --peer=tfdata; the '
+                       'median counts.')
   cli.DEFINE_path('data_dir', None,
                   'Where to prepare TFDS data (default: TFDS\'s own for '
                   'fashion_mnist, as training uses; a temp dir otherwise).')
