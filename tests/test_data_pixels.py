@@ -323,6 +323,11 @@ def test_benchmark_compares_with_tfdata_counting_every_process():
     assert 0 < ratios['paper_vs_tfdata_per_cpu_s'] < math.inf
   assert set(figures['decode_only_images_per_cpu_s']) == {
       'whole_opencv', 'whole_tf', 'inception_crop_tf'}
+  # The step's part of the paper's augmentation, timed and counted by XLA.
+  device = figures['paper_device_part']
+  assert device['ms_per_image'] > 0 and device['bytes_per_image'] > 0
+  assert device['tpu_v4_estimate_us_per_image'] > 0
+  assert any(l.startswith("The paper's colour distortions") for l in lines)
   wrong = subprocess.run(command[:3] + ['--dataset=fashion_mnist',
                                         '--peer=tfdata'],
                          cwd=root, capture_output=True, text=True, check=False)

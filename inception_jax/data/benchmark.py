@@ -31,8 +31,10 @@ pipeline of flax's ``examples/imagenet`` (graph-mode
 ``decode_and_crop_jpeg`` of a ``sample_distorted_bounding_box`` crop of
 8-100% of the area at 3:4 to 4:3, bicubic resize, flip, mean/std
 normalisation, ``map(num_parallel_calls=AUTOTUNE)``), this project's path
-doing the same work (no colour distortions, bilinear only) and with the
-paper's full augmentation, both decoding the JPEGs every step as tf.data
+doing the same work (no colour distortions, bicubic as TF's
+``antialias=False``, flip) and with the paper's full augmentation (its host
+part: the colour distortions run in the step; ``paper_device_part`` times
+them there), both decoding the JPEGs every step as tf.data
 does, each with every grain worker count of ``--peer_worker_counts`` (0:
 all in the main process; tf.data has no worker processes, its threads are
 counted either way), and only decoding the same JPEGs (the floor that no
@@ -374,7 +376,8 @@ def compare_with_tfdata(cfg, batch_size: int, num_batches: int, rounds: int,
     paper = cfg.copy_and_resolve_references()
     paper.update(cache_decoded='never', worker_count=workers)
     same_work = paper.copy_and_resolve_references()
-    same_work.update(distort_color=False, random_interpolation=False)
+    same_work.update(distort_color=False, random_interpolation=False,
+                     interpolation='bicubic')
     for work, data_cfg in (('same_work', same_work), ('paper', paper)):
       specs[_ours(work, workers)] = (workers, dict(kind='grain',
                                                    data_cfg=data_cfg))
@@ -397,11 +400,59 @@ def compare_with_tfdata(cfg, batch_size: int, num_batches: int, rounds: int,
   return {
       'pipelines': pipelines, 'by_worker_count': by_worker_count,
       'decode_only_images_per_cpu_s': decode_only(paths),
+      'paper_device_part': device_part(batch_size, cfg.image_size),
       'rounds': rounds, 'warmup_batches': warmup_batches,
       'num_batches': num_batches,
       # Other jobs on the host: their load inflates CPU times too.
       'load_average_1min': [load_before, os.getloadavg()[0]],
   }
+
+
+# A TPU v4 chip's HBM bandwidth, as Google publishes it (bytes/s): the
+# device part is elementwise, so bytes moved, not FLOPs, bound it there.
+TPU_V4_HBM_BYTES_PER_S = 1.2e12
+
+
+def device_part(batch_size: int, image_size: int, repeats: int = 5) -> dict:
+  """What the paper's augmentation costs in the step: the colour
+  distortions and the normalisation (`steps.model_input`) of a uint8
+  batch, jitted on this host's JAX backend, ms per image (best of
+  ``repeats``), and XLA's count of its FLOPs and bytes per image, from
+  which a memory-bound estimate on a TPU v4 chip follows."""
+  from inception_jax import steps  # pylint: disable=g-import-not-at-top
+  from inception_jax.data import device_colour  # pylint: disable=g-import-not-at-top
+  from inception_jax.data import sampling  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  c = config_lib.default_config()
+  rng = np.random.default_rng(0)
+  draws = [sampling.sample_colour(
+      rng, brightness=c.brightness, contrast=c.contrast,
+      saturation=c.saturation, hue=c.hue, lighting=c.lighting)
+           for _ in range(batch_size)]
+  batch = jax.device_put({
+      'image': rng.integers(0, 256, (batch_size, image_size, image_size, 3),
+                            np.uint8),
+      'colour': device_colour.encode_batch(draws)})
+  start = time.perf_counter()
+  compiled = jax.jit(lambda b: steps.model_input(b, 'caffe')).lower(
+      batch).compile()
+  compile_s = time.perf_counter() - start
+  cost = compiled.cost_analysis()
+  cost = (cost[0] if isinstance(cost, list) else cost) or {}
+  jax.block_until_ready(compiled(batch))
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(compiled(batch))
+    best = min(best, time.perf_counter() - start)
+  bytes_per_image = float(cost.get('bytes accessed', 0.0)) / batch_size
+  return {'backend': jax.default_backend(),
+          'ms_per_image': round(1e3 * best / batch_size, 3),
+          'compile_s': round(compile_s, 2),
+          'flops_per_image': float(cost.get('flops', 0.0)) / batch_size,
+          'bytes_per_image': bytes_per_image,
+          'tpu_v4_estimate_us_per_image': round(
+              1e6 * bytes_per_image / TPU_V4_HBM_BYTES_PER_S, 2)}
 
 
 def _ours(work: str, workers: int) -> str:
@@ -427,6 +478,12 @@ def format_table(result: dict) -> str:
                 f'| {r["images_per_cpu_s"] / reference:.2f}x |')
   for name, v in result['decode_only_images_per_cpu_s'].items():
     rows.append(f'| decode only, {name} | | | {v} | | {v / reference:.2f}x |')
+  device = result['paper_device_part']
+  rows.append(f'\nThe paper\'s colour distortions and normalisation in the '
+              f'step: {device["ms_per_image"]} ms per image on this host\'s '
+              f'{device["backend"]}; {device["bytes_per_image"] / 1e6:.1f} MB '
+              f'moved per image, about {device["tpu_v4_estimate_us_per_image"]}'
+              f' us on a TPU v4 chip if bandwidth-bound.')
   return '\n'.join(rows)
 
 

@@ -104,8 +104,10 @@ def _other_augmentation(c: ml_collections.ConfigDict) -> None:
   c.hue = 0.2
   c.lighting = 0.1
   # Resize with an interpolation drawn uniformly from bilinear, area, nearest
-  # and bicubic (the paper); False always uses bilinear.
+  # and bicubic (the paper); False always uses data.interpolation (bicubic
+  # is flax's examples/imagenet's).
   c.random_interpolation = True
+  c.interpolation = 'bilinear'
   # Whether training crops are resized with tf.image.resize's antialias=True
   # filters. False (TF's default, what TF-slim's inception_preprocessing and
   # flax's examples/imagenet train with): bilinear and bicubic read 2 and 4

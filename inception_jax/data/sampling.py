@@ -166,7 +166,7 @@ def draw_train(rng: np.random.Generator, settings, height: int, width: int,
   elif s.crop == 'caffe':
     box = sample_caffe_crop(rng, height, width, s.caffe_crop_fraction)
   interpolation = (INTERPOLATIONS[rng.integers(len(INTERPOLATIONS))]
-                   if s.random_interpolation else 'bilinear')
+                   if s.random_interpolation else s.interpolation)
   if s.crop == 'pad_and_crop' and pad_after_resize:
     pad_after = sample_pad_crop(rng, s.image_size, s.pad_fraction)
   flip = bool(s.flip and rng.integers(2))

@@ -45,6 +45,7 @@ class TrainSettings:
   hue: float
   lighting: float
   random_interpolation: bool
+  interpolation: str
   antialias: bool
 
   @classmethod
@@ -53,6 +54,10 @@ class TrainSettings:
     if crop not in config_lib.CROPS:
       raise ValueError(f'Unknown crop {crop!r}; expected one of '
                        f'{", ".join(config_lib.CROPS)}.')
+    if data_cfg.interpolation not in sampling.INTERPOLATIONS:
+      raise ValueError(f'Unknown data.interpolation '
+                       f'{data_cfg.interpolation!r}; expected one of '
+                       f'{", ".join(sampling.INTERPOLATIONS)}.')
     if not 0 < data_cfg.min_area <= data_cfg.max_area <= 1:
       raise ValueError('data.min_area and data.max_area must satisfy '
                        '0 < min_area <= max_area <= 1.')
@@ -69,7 +74,7 @@ class TrainSettings:
         saturation=data_cfg.saturation, hue=data_cfg.hue,
         lighting=data_cfg.lighting,
         random_interpolation=data_cfg.random_interpolation,
-        antialias=data_cfg.antialias)
+        interpolation=data_cfg.interpolation, antialias=data_cfg.antialias)
 
 
 @dataclasses.dataclass(frozen=True)
