@@ -18,6 +18,7 @@ from configs import imagenet
 from inception_jax import convert
 from inception_jax import evaluate
 from inception_jax.checkpoints import loader
+from inception_jax.data import normalization
 from inception_jax.data import pipeline
 from tests.helpers import tar_bytes
 
@@ -92,7 +93,9 @@ def test_converted_weights_evaluate_like_torchvision(tiny_imagenet,
   for batch in pipeline.create_eval_iterator(
       config.data, global_batch_size=8, process_index=0, process_count=1):
     keep = batch['mask'].astype(bool)
-    images.append(batch['image'][keep])
+    # The pixels as torchvision's transforms give them (mean/std).
+    images.append(normalization.normalize(batch['image'][keep],
+                                          config.data.normalization))
     labels.append(batch['label'][keep])
   images, labels = np.concatenate(images), np.concatenate(labels)
   assert images.shape == (3, 224, 224, 3)

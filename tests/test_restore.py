@@ -230,19 +230,22 @@ def _fashion_mnist_test_images():
 def test_predict_agrees_with_batched_evaluation(workdir, tmp_path):
   """Real test images as PNGs: the same top class, image by image."""
   # pylint: disable=g-import-not-at-top
-  from inception_jax.data import pipeline
   from inception_jax.data import datasets
+  from inception_jax.data import normalization
+  from inception_jax.data import pipeline
   # pylint: enable=g-import-not-at-top
 
   restored = loader.load(workdir)
   data_cfg = restored.config.data
   split = 'test[:8]'
-  # The batched path: the trainer's evaluation input and the same weights.
+  # The batched path: the trainer's evaluation input (uint8, normalised as
+  # the step does) and the same weights.
   batch = next(iter(pipeline.create_eval_iterator(
       data_cfg, global_batch_size=8, crops=1, split=split)))
   assert batch['mask'].all()
-  logits, _ = restored.model.apply(restored.variables, batch['image'],
-                                   train=False)
+  images = np.asarray(normalization.on_device(batch['image'],
+                                              data_cfg.normalization))
+  logits, _ = restored.model.apply(restored.variables, images, train=False)
   batched_top = np.argmax(np.asarray(logits), axis=-1)
 
   # The same records, found in the IDX file and written as PNG files.
@@ -260,7 +263,7 @@ def test_predict_agrees_with_batched_evaluation(workdir, tmp_path):
     np.testing.assert_allclose(
         predict.preprocess(predict.read_image(path),
                            predict.preprocessing_of(restored)),
-        batch['image'][i], atol=1e-4)
+        images[i], atol=1e-4)
 
   result = _run(['-m', 'inception_jax.predict', f'--checkpoint={workdir}']
                 + paths, devices=1)
