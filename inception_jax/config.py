@@ -57,6 +57,12 @@ def _run_keys() -> ml_collections.ConfigDict:
   c.eval_batch_size = 256  # global; the last batch is padded and masked
   c.num_epochs = 1.0
   c.total_steps = 0  # when > 0 it wins over num_epochs
+  # Bounds on the steps num_epochs gives, applied once the number of
+  # training images is known (train.schedule): at least min_steps, so a
+  # small data set still converges, and at most max_steps, a bound on the
+  # run's time (it wins over min_steps). 0: no bound.
+  c.min_steps = 0
+  c.max_steps = 0
   c.log_every_steps = 100
   c.eval_every_steps = 0  # 0: evaluate at the end only
   c.eval_raw = False  # also evaluate the raw (not Polyak-averaged) weights

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import time
@@ -84,8 +85,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
         f'data.image_size={config.data.image_size} is too small: GoogLeNet '
         f'needs at least {googlenet.MIN_IMAGE_SIZE}.')
-  for key in ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps'):
-    if config[key] < 0:
+  for key in ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps',
+              'min_steps', 'max_steps'):
+    if config.get(key, 0) < 0:
       raise ValueError(f'{key} must be >= 0 (0 turns it off), got '
                        f'{config[key]}.')
   if config.total_steps <= 0 and config.num_epochs <= 0:
@@ -95,10 +97,55 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                      f'{config.optimizer.polyak_decay}.')
 
 
-def total_steps_of(config, steps_per_epoch: int) -> int:
-  if config.total_steps > 0:
-    return config.total_steps
-  return int(math.ceil(config.num_epochs * steps_per_epoch))
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """How many steps a run trains, and the start-up line that says why."""
+  steps: int
+  steps_per_epoch: int
+  line: str
+
+  @property
+  def epochs(self) -> float:
+    return self.steps / self.steps_per_epoch
+
+
+def schedule(num_images: int, batch_size: int, *, num_epochs: float,
+             total_steps: int = 0, min_steps: int = 0,
+             max_steps: int = 0) -> Schedule:
+  """The run's length once its number of training images is known.
+
+  ``total_steps`` > 0 is taken as it is. Otherwise ``num_epochs`` becomes
+  steps (an epoch: the whole batches of ``num_images``), raised to
+  ``min_steps`` (so a small data set still trains long enough to converge),
+  then lowered to ``max_steps`` (a bound on the run's time); 0 turns either
+  bound off, and the bound wins over the minimum.
+  """
+  per_epoch = max(1, num_images // batch_size)
+  if total_steps > 0:
+    return Schedule(total_steps, per_epoch,
+                    f'schedule: {total_steps:,} steps (total_steps)')
+  from_epochs = int(math.ceil(num_epochs * per_epoch))
+  steps, why = from_epochs, ''
+  if min_steps > 0 and steps < min_steps:
+    steps, why = min_steps, (
+        f'min_steps={min_steps}, since num_epochs={num_epochs:g} gives '
+        f'{from_epochs:,}; --config.min_steps=0 trains num_epochs alone')
+  if max_steps > 0 and steps > max_steps:
+    steps, why = max_steps, (
+        f'max_steps={max_steps}, since num_epochs={num_epochs:g} gives '
+        f'{from_epochs:,}; --config.max_steps=0 lifts the bound')
+  line = (f'schedule: {steps:,} steps = {steps / per_epoch:.4g} epochs of '
+          f'{per_epoch:,} steps ({num_images:,} images, batch {batch_size})')
+  return Schedule(steps, per_epoch, f'{line}: {why}' if why else line)
+
+
+def schedule_of(config, num_images: int) -> Schedule:
+  """`schedule` with the config's keys."""
+  return schedule(num_images, config.batch_size,
+                  num_epochs=config.num_epochs,
+                  total_steps=config.total_steps,
+                  min_steps=config.get('min_steps', 0),
+                  max_steps=config.get('max_steps', 0))
 
 
 def check_finite(history, skip_nonfinite: bool) -> None:
@@ -224,14 +271,16 @@ class TrainLog:
     self.history = []
 
 
-def banner(model, info, *, params: int, total_steps: int, batch_size: int,
-           mesh, workdir: str) -> str:
+def banner(model, info, *, params: int, run_length: Schedule,
+           batch_size: int, mesh, workdir: str) -> str:
+  """The fresh run's start-up lines: what trains on what, and how long."""
   return (f'Training GoogLeNet ({params:,} parameters, '
           f'{model.module}/{model.normalization}/aux={model.aux}, '
           f'{jnp.dtype(model.dtype).name}) on {info.name} ({info.num_train} '
-          f'images, {info.num_classes} classes) for {total_steps} steps of '
-          f'{batch_size} on {mesh.devices.size} device(s) '
-          f'({jax.process_count()} process(es)); workdir {workdir}')
+          f'images, {info.num_classes} classes) for {run_length.steps} steps '
+          f'of {batch_size} on {mesh.devices.size} device(s) '
+          f'({jax.process_count()} process(es)); workdir {workdir}\n'
+          f'{run_length.line}')
 
 
 def peer_line(peer_timeout_s: int) -> str:
@@ -308,8 +357,8 @@ def train_and_evaluate(
     mesh_lib.check_divisible(config[key], mesh, key)
   info = datasets.get_dataset_info(config.data)
   model = googlenet.model_from_config(config.model, info.num_classes)
-  steps_per_epoch = max(1, info.num_train // config.batch_size)
-  total_steps = total_steps_of(config, steps_per_epoch)
+  run_length = schedule_of(config, info.num_train)
+  steps_per_epoch, total_steps = run_length.steps_per_epoch, run_length.steps
   evaluator = evaluator_lib.Evaluator(model, config.data, mesh=mesh,
                                       batch_size=config.eval_batch_size)
   tx, train_step = steps.make_update(
@@ -360,7 +409,7 @@ def train_and_evaluate(
       f'Resuming from the checkpoint at step {start_step} in '
       f'{ckpt.directory}.' if resumed else banner(
           model, info, params=googlenet.count_params(state.params),
-          total_steps=total_steps, batch_size=config.batch_size, mesh=mesh,
+          run_length=run_length, batch_size=config.batch_size, mesh=mesh,
           workdir=workdir))
   if jax.process_count() > 1:
     progress.print(peer_line(config.peer_timeout_s))

@@ -72,6 +72,15 @@ HOW = [
       '--config.data.worker_count=0', '--config.model.conv_grad=xla',
       '--config.model.max_pool_grad=xla'], 'Done: 1 steps'),
     (r'-m inception_jax\.evaluate --workdir=runs/mine$', [], 'top-1'),
+    # configs/image_folder.py's fine-tuning default, from the converted
+    # checkpoint above; the same flags as the command before.
+    (r'-m inception_jax\.main --config=configs/image_folder\.py:root=FOLDER,'
+     r'init_from=runs/tv_googlenet --workdir=runs/mine_photos$',
+     ['--config.data.image_size=32', '--config.batch_size=8',
+      '--config.eval_batch_size=8', '--config.total_steps=1',
+      '--config.log_every_steps=1', '--config.data.worker_count=0',
+      '--config.model.conv_grad=xla', '--config.model.max_pool_grad=xla'],
+     'Initialised'),
     # Fashion-MNIST as a PNG folder (20 images a split), then trained by
     # configs/image_folder.py.
     (r'-m experiments\.fashion_mnist_png --out=fashion_mnist_png$',
@@ -86,6 +95,11 @@ HOW = [
      ['--num_images=8', '--warmup_batches=1', '--num_batches=1',
       '--batch_size=4', '--image_size=32', '--rounds=1',
       '--peer_worker_counts=0'], 'paper_vs_tfdata_per_cpu_s'),
+    # The small-folder measurement on one folder of 8 images a class, its
+    # runs :runlocal (the figures come from the full run).
+    (r'-m experiments\.small_folder$',
+     ['--folders=2x8', '--test_per_class=8', '--min_steps=', '--runlocal',
+      '--work=small_folder_work'], 'wrote'),
     (r'-m inception_jax\.data\.benchmark --dataset=jpeg ',
      ['--num_batches=2', '--num_images=16', '--batch_size=8'],
      'images_per_cpu_s'),

@@ -1,7 +1,9 @@
-"""configs/image_folder.py: the recipe its images' size picks, when prepared."""
+"""configs/image_folder.py: the recipe its images' size picks, when prepared,
+and the schedule its number of images sets, when the run starts."""
 
 import numpy as np
 from PIL import Image
+import pytest
 
 from configs import image_folder
 from inception_jax import train
@@ -77,3 +79,84 @@ def test_a_missing_folder_still_builds_a_config(tmp_path):
   config = image_folder.get_config(f'root={tmp_path / "nothing"}')
   assert config.data.root.endswith('nothing')
   assert datasets.resolve_config(config).data.crop == 'inception'
+
+
+def test_a_short_schedule_is_raised_to_the_minimum_and_bounded():
+  # 1,500 images at batch 128: 11 steps an epoch, 10 epochs 110 steps.
+  short = train.schedule(1500, 128, num_epochs=10, min_steps=1000,
+                         max_steps=8000)
+  assert (short.steps, short.steps_per_epoch) == (1000, 11)
+  assert short.epochs == pytest.approx(90.909, abs=1e-3)
+  assert short.line == (
+      'schedule: 1,000 steps = 90.91 epochs of 11 steps (1,500 images, '
+      'batch 128): min_steps=1000, since num_epochs=10 gives 110; '
+      '--config.min_steps=0 trains num_epochs alone')
+  # Enough images: the epochs alone, and the line says nothing more.
+  full = train.schedule(60000, 128, num_epochs=10, min_steps=1000,
+                        max_steps=8000)
+  assert (full.steps, full.epochs) == (4680, 10)
+  assert full.line == ('schedule: 4,680 steps = 10 epochs of 468 steps '
+                       '(60,000 images, batch 128)')
+  # Too many: the bound, which also wins over the minimum.
+  many = train.schedule(200000, 128, num_epochs=10, min_steps=1000,
+                        max_steps=8000)
+  assert many.steps == 8000 and 'max_steps=8000' in many.line
+  assert train.schedule(1500, 128, num_epochs=10, min_steps=1000,
+                        max_steps=500).steps == 500
+  # Fewer images than a batch: an epoch is one step.
+  tiny = train.schedule(50, 128, num_epochs=10, min_steps=1000)
+  assert (tiny.steps, tiny.epochs) == (1000, 1000)
+  # No bounds, or total_steps: as before.
+  assert train.schedule(1500, 128, num_epochs=10).steps == 110
+  fixed = train.schedule(1500, 128, num_epochs=10, total_steps=6,
+                         min_steps=1000)
+  assert fixed.line == 'schedule: 6 steps (total_steps)'
+
+
+def test_the_config_holds_the_rule_and_the_data_picks_it(tmp_path):
+  small = datasets.resolve_config(image_folder.get_config(
+      f'root={_folder(tmp_path / "small", (28, 28), "PNG", "png")}'))
+  assert (small.min_steps, small.max_steps) == (
+      image_folder.SMALL_MIN_STEPS, image_folder.SMALL_MAX_STEPS)
+  photo = datasets.resolve_config(image_folder.get_config(
+      f'root={_folder(tmp_path / "photo", (300, 250), "JPEG", "jpg")}'))
+  assert (photo.min_steps, photo.max_steps) == (image_folder.PHOTO_MIN_STEPS,
+                                                0)
+  for recipe in ('small', 'photo'):
+    assert image_folder.get_config(
+        f'root=/x,recipe={recipe},min_steps=0').min_steps == 0
+  negative = image_folder.get_config('root=/x,recipe=small,min_steps=-1')
+  with pytest.raises(ValueError, match='min_steps must be >= 0'):
+    train.validate_config(negative)
+
+
+def test_init_from_fine_tunes_torchvision_weights_with_the_photo_recipe():
+  config = image_folder.get_config('root=/x,init_from=runs/tv_googlenet')
+  assert 'by_image_size' not in config  # photos' recipe, whatever the size
+  assert config.init_from == 'runs/tv_googlenet'
+  assert config.model.variant == 'torchvision'
+  assert config.model.norm == 'batchnorm' and config.model.width == 1
+  assert config.data.normalization == 'imagenet'
+  assert config.data.image_size == 224 and config.batch_size == 64
+  assert config.min_steps == image_folder.PHOTO_MIN_STEPS
+  assert config.optimizer.lr * 64 / config.optimizer.reference_batch_size == (
+      pytest.approx(0.002))
+  assert image_folder.get_config(
+      'root=/x,init_from=runs/b,variant=paper,norm=lrn').model.variant == (
+          'paper')
+  assert image_folder.get_config('root=/x').model.variant == 'paper'
+  with pytest.raises(ValueError, match='drop recipe=small'):
+    image_folder.get_config('root=/x,init_from=runs/b,recipe=small')
+
+
+def test_the_start_up_line_says_how_many_steps_and_why(tmp_path, capsys):
+  root = _folder(tmp_path / 'small', (28, 28), 'PNG', 'png')
+  config = image_folder.get_config(f'root={root},runlocal,min_steps=5')
+  config.total_steps = 0  # :runlocal's 6 steps would win over the rule
+  config.num_epochs = 1.0
+  config.data.data_dir = str(tmp_path / 'tfds')
+  config.checkpoint_every_steps = 0
+  summary = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert summary['step'] == 5
+  assert ('schedule: 5 steps = 5 epochs of 1 steps (6 images, batch 16): '
+          'min_steps=5, since num_epochs=1 gives 1;') in capsys.readouterr().out
