@@ -92,6 +92,7 @@ experiments/results/image_folder_vs_native.md.
 
 from inception_jax import config as config_lib
 from inception_jax import config_args
+from inception_jax.data import config as data_config
 
 ARGS = {
     # variant None: torchvision's with init_from (converted torchvision
@@ -164,6 +165,9 @@ def _photo(args):
   c.optimizer.warmup_epochs = 1.0
   c.optimizer.polyak_decay = 0.999
   c.min_steps = PHOTO_MIN_STEPS
+  # Decoding photos is the input's work: what the host can give (printed at
+  # start-up).
+  c.data.worker_count = data_config.AUTO_WORKERS
   if args.init_from:
     # The README's fine-tuning command's values: pretrained features move
     # at about a twelfth of the rate from scratch, for a third the epochs.

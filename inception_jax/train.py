@@ -330,6 +330,12 @@ def _metadata(model, info, config) -> Dict[str, Any]:
                       'class_names': list(info.class_names)}}
 
 
+def _data_and_schedule(config) -> Tuple[datasets.DatasetInfo, Schedule]:
+  """The prepared data set's facts, and the run's length from its size."""
+  info = datasets.get_dataset_info(config.data)
+  return info, schedule_of(config, info.num_train)
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict, workdir: str, *,
     make_train_iter: Callable[..., Any] = pipeline.create_train_iterator,
@@ -355,9 +361,8 @@ def train_and_evaluate(
   mesh = mesh_lib.create_mesh()
   for key in ('batch_size', 'eval_batch_size'):
     mesh_lib.check_divisible(config[key], mesh, key)
-  info = datasets.get_dataset_info(config.data)
+  info, run_length = _data_and_schedule(config)
   model = googlenet.model_from_config(config.model, info.num_classes)
-  run_length = schedule_of(config, info.num_train)
   steps_per_epoch, total_steps = run_length.steps_per_epoch, run_length.steps
   evaluator = evaluator_lib.Evaluator(model, config.data, mesh=mesh,
                                       batch_size=config.eval_batch_size)
