@@ -50,4 +50,4 @@ train: setup data
 	$(PY) -m inception_jax.main --config=$(CONFIG) --workdir=$(WORKDIR)
 
 test: setup-test data
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q --durations=15 -n 2 --dist loadgroup tests

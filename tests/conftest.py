@@ -6,7 +6,10 @@ CPU. This must happen before JAX is imported anywhere.
 
 Tests that need a trained run share `tiny_run`: the README's training command
 on the `:runlocal` config (6 steps of a width-1/16 model at 32x32, checkpoints
-at steps 3 and 6), trained once per session by the real command line.
+at steps 3 and 6), trained once per session by the real command line; with
+pytest-xdist's worker processes (`make test` runs two) the first worker to
+ask trains it under a file lock and the others read the same workdir (tests
+copy it before changing anything).
 The test process and its subprocesses share a persistent compilation cache
 and compile with XLA's backend optimisation turned down (compiles about twice
 as fast; the numbers' agreement is what is tested, not their speed).
@@ -29,17 +32,23 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 import torchvision  # pylint: disable=unused-import,wrong-import-position
 
 # pylint: disable=wrong-import-position,g-import-not-at-top
+import filelock
 import pytest
 
 from tests.helpers import TINY_CONFIG, run_main, saved_steps
 
 
 @pytest.fixture(scope='session')
-def tiny_run(tmp_path_factory) -> str:
+def tiny_run(tmp_path_factory, worker_id) -> str:
   """The `:runlocal` run, trained once by the command line on 8 devices."""
-  path = str(tmp_path_factory.mktemp('tiny_run') / 'workdir')
-  result = run_main([f'--config={TINY_CONFIG}', f'--workdir={path}'],
-                    timeout=900)
-  assert result.returncode == 0, result.stderr[-3000:]
+  root = tmp_path_factory.getbasetemp()
+  if worker_id != 'master':  # Every xdist worker's base has one parent.
+    root = root.parent
+  path = str(root / 'tiny_run' / 'workdir')
+  with filelock.FileLock(str(root / 'tiny_run.lock')):
+    if not os.path.exists(os.path.join(path, 'summary.json')):
+      result = run_main([f'--config={TINY_CONFIG}', f'--workdir={path}'],
+                        timeout=900)
+      assert result.returncode == 0, result.stderr[-3000:]
   assert saved_steps(path) == [3, 6]
   return path

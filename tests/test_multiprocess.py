@@ -50,6 +50,12 @@ def env_with(devices, **extra):
   return subprocess_env(devices, **{k: str(v) for k, v in extra.items()})
 
 
+# Under pytest-xdist these run one after another on one worker: each starts
+# two trainers, and their time bounds assume the machine's other core is not
+# also running two.
+pytestmark = pytest.mark.xdist_group('processes')
+
+
 def free_port():
   with socket.socket() as s:
     s.bind(('localhost', 0))
