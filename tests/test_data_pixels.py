@@ -244,7 +244,7 @@ def test_flip_left_right_mirrors_any_channels_and_dtype():
 @pytest.mark.parametrize('mode', ['caffe', 'imagenet', 'none',
                                   'minus_one_one'])
 def test_normalize_is_plain_broadcasting_bit_for_bit(mode):
-  """The row-tiled, in-place arithmetic gives NumPy broadcasting's exact
+  """The host's arithmetic gives NumPy broadcasting's exact
   floats, from uint8 or float input, views included, input untouched."""
   n = normalization
   floats = np.random.default_rng(0).uniform(0, 255, (9, 7, 3)).astype(

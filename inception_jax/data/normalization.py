@@ -18,17 +18,22 @@ CAFFE_MEAN_RGB = np.array([123.0, 117.0, 104.0], np.float32)
 MODES = ('caffe', 'imagenet', 'minus_one_one', 'none')
 
 
-def _per_channel(op, image: np.ndarray, values: np.ndarray) -> np.ndarray:
-  """``op(image, values)`` in place on float32 ``image``, broadcast over
-  the last axis, elementwise the same as NumPy's broadcasting, but with the
-  constants tiled along a whole row: NumPy's inner loop over a last axis of
-  3 costs several times the arithmetic."""
-  if image.ndim < 2 or image.shape[-1] != values.size or image.size == 0:
-    return op(image, values)
-  row = image.shape[-2] * image.shape[-1]
-  op(image.reshape(-1, row), np.tile(values, row // values.size),
-     out=image.reshape(-1, row))
-  return image
+def _check(mode: str) -> None:
+  if mode not in MODES:
+    raise ValueError(f'Unknown normalization {mode!r}; expected one of '
+                     f'{", ".join(MODES)}.')
+
+
+def _formula(pixels, mode: str):
+  """The one arithmetic of every mode, for float32 NumPy or JAX arrays."""
+  if mode == 'caffe':
+    return pixels - CAFFE_MEAN_RGB
+  pixels = pixels / np.float32(255.0)
+  if mode == 'imagenet':
+    return (pixels - IMAGENET_MEAN) / IMAGENET_STD
+  if mode == 'minus_one_one':
+    return pixels * np.float32(2.0) - np.float32(1.0)
+  return pixels
 
 
 def normalize(image: np.ndarray, mode: str) -> np.ndarray:
@@ -42,37 +47,13 @@ def normalize(image: np.ndarray, mode: str) -> np.ndarray:
   (torchvision's weights expect it), 'minus_one_one' is [-1, 1], 'none'
   [0, 1]. ``image`` (uint8 or float) is not modified.
   """
-  if mode not in MODES:
-    raise ValueError(f'Unknown normalization {mode!r}; expected one of '
-                     f'{", ".join(MODES)}.')
-  # One fresh contiguous float32 array; every later step works in place.
-  if mode == 'caffe':
-    return _per_channel(np.subtract, np.array(image, np.float32),
-                        CAFFE_MEAN_RGB)
-  image = np.divide(np.asarray(image), np.float32(255.0), dtype=np.float32)
-  if mode == 'imagenet':
-    return _per_channel(np.divide,
-                        _per_channel(np.subtract, image, IMAGENET_MEAN),
-                        IMAGENET_STD)
-  if mode == 'minus_one_one':
-    image *= np.float32(2.0)
-    image -= np.float32(1.0)
-  return image
+  _check(mode)
+  return _formula(np.asarray(image, np.float32), mode)
 
 
 def on_device(images: jnp.ndarray, mode: str) -> jnp.ndarray:
   """`normalize` inside a jitted step: pixels on [0, 255] (uint8, or float
   after the device's colour distortions) to float32 in the model's range,
   the same operations in the same order as on the host."""
-  if mode not in MODES:
-    raise ValueError(f'Unknown normalization {mode!r}; expected one of '
-                     f'{", ".join(MODES)}.')
-  images = images.astype(jnp.float32)
-  if mode == 'caffe':
-    return images - CAFFE_MEAN_RGB
-  images = images / np.float32(255.0)
-  if mode == 'imagenet':
-    return (images - IMAGENET_MEAN) / IMAGENET_STD
-  if mode == 'minus_one_one':
-    return images * np.float32(2.0) - np.float32(1.0)
-  return images
+  _check(mode)
+  return _formula(images.astype(jnp.float32), mode)
