@@ -2,7 +2,7 @@
 
 Every test process sees 8 simulated CPU devices, so the sharded code paths
 (mesh, batch sharding, padded evaluation) are exercised on a machine with one
-CPU. This must happen before JAX is imported anywhere.
+CPU. This must happen before JAX starts a backend.
 
 Tests that need a trained run share `tiny_run`: the README's training command
 on the `:runlocal` config (6 steps of a width-1/16 model at 32x32, checkpoints
@@ -11,31 +11,33 @@ pytest-xdist's worker processes (`make test` runs two) the first worker to
 ask trains it under a file lock and the others read the same workdir (tests
 copy it before changing anything).
 The test process and its subprocesses share a persistent compilation cache
-and compile with XLA's backend optimisation turned down (compiles about twice
-as fast; the numbers' agreement is what is tested, not their speed).
+and compile with `FAST_XLA_FLAGS` (helpers.py: much faster compiles; the
+numbers' agreement is what is tested, not their speed).
 """
 import os
 
+# torchvision pulls in triton, whose bundled LLVM crashes the process
+# (segmentation fault) when TensorFlow's is already loaded; TensorFlow loaded
+# after it is fine. Test modules import both, in an order that depends on
+# collection, so fix the order here.
+import torchvision  # pylint: disable=unused-import
+
+# pylint: disable=g-import-not-at-top,g-bad-import-order
+import filelock
+import pytest
+
+# Importing the helpers starts no JAX backend, so the flags set below still
+# apply to this process.
+from tests.helpers import FAST_XLA_FLAGS, TINY_CONFIG, run_main, saved_steps
+
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8 '
-                      '--xla_backend_optimization_level=0')
+                      + FAST_XLA_FLAGS)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 # In-process training runs (the trainer's seams) reuse compilations.
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
                       f'/tmp/inception_jax_test_cache_{os.getuid()}')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
-
-# torchvision pulls in triton, whose bundled LLVM crashes the process
-# (segmentation fault) when TensorFlow's is already loaded; TensorFlow loaded
-# after it is fine. Test modules import both, in an order that depends on
-# collection, so fix the order here.
-import torchvision  # pylint: disable=unused-import,wrong-import-position
-
-# pylint: disable=wrong-import-position,g-import-not-at-top
-import filelock
-import pytest
-
-from tests.helpers import TINY_CONFIG, run_main, saved_steps
 
 
 @pytest.fixture(scope='session')

@@ -30,7 +30,8 @@ import jax
 import numpy as np
 
 from inception_jax.checkpoints import loader
-from tests.helpers import REPO, last_error_line, write_image_folder
+from tests.helpers import (FAST_XLA_FLAGS, REPO, last_error_line,
+                           write_image_folder)
 
 
 def _name(requirement: str) -> str:
@@ -85,7 +86,7 @@ def _clean_env() -> dict:
   env = {k: v for k, v in os.environ.items()
          if k not in ('PYTHONPATH', 'VIRTUAL_ENV')}
   env.update(JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3',
-             XLA_FLAGS='--xla_backend_optimization_level=0')
+             XLA_FLAGS=FAST_XLA_FLAGS)
   return env
 
 
