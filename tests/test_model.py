@@ -272,12 +272,13 @@ def test_lrn_acts_at_the_paper_configs_input_scale():
                  .resize((96, 96))) for i in range(4)]).astype(np.float32)
   lrn = create_model(num_classes=10, norm='lrn', width=0.25)
   none = create_model(num_classes=10, norm='none', width=0.25)
-  variables = lrn.init(jax.random.PRNGKey(0), jnp.zeros((1, 96, 96, 3)))
+  variables = jax.jit(lrn.init)(jax.random.PRNGKey(0),
+                                 jnp.zeros((1, 96, 96, 3)))
 
   def change(mode):
     x = normalization.normalize(photos, mode)
-    a, _ = lrn.apply(variables, x)
-    b, _ = none.apply(variables, x)
+    a, _ = jax.jit(lrn.apply)(variables, x)
+    b, _ = jax.jit(none.apply)(variables, x)
     return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
   assert change(config.data.normalization) > 0.05
   assert change('imagenet') < 1e-3
@@ -289,8 +290,8 @@ def test_each_variant_starts_from_its_own_initialisation():
   paper = create_model(num_classes=10, width=0.25)
   tv = create_model(num_classes=10, width=0.25, variant='torchvision')
   x = jnp.zeros((1, 64, 64, 3))
-  p = paper.init(jax.random.PRNGKey(0), x)['params']
-  t = tv.init(jax.random.PRNGKey(0), x)['params']
+  p = jax.jit(paper.init)(jax.random.PRNGKey(0), x)['params']
+  t = jax.jit(tv.init)(jax.random.PRNGKey(0), x)['params']
   assert np.all(p['aux1']['fc1']['bias'] == 0.2)
   assert np.all(p['conv1']['conv']['bias'] == 0.2)
   assert np.all(p['classifier']['bias'] == 0.0)
