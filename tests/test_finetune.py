@@ -6,6 +6,7 @@ The source is the shared tiny run (tests/conftest.py: 10 classes, width
 
 import os
 import shutil
+import signal
 
 from flax import traverse_util
 import jax
@@ -105,13 +106,20 @@ def test_frozen_fine_tuning_resumes_without_the_source(tiny_run, tmp_path):
   workdir = str(tmp_path / 'finetune')
   freeze = '^(conv|inception_3)'
 
-  def config(total_steps):
-    return tiny_config(init_from=str(source_dir), freeze=freeze,
-                       total_steps=total_steps, checkpoint_every_steps=3)
+  config = tiny_config(init_from=str(source_dir), freeze=freeze,
+                       total_steps=6, checkpoint_every_steps=3)
 
-  train.train_and_evaluate(config(3), workdir)
+  def preempt_at_step_3(step, metrics):
+    del metrics
+    if step == 3:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  # Stopped as a preemption would (the resume's step is then the same
+  # computation, compiled once).
+  assert train.train_and_evaluate(config, workdir,
+                                  on_step=preempt_at_step_3)['step'] == 3
   shutil.rmtree(source_dir)  # a resume that reread it would fail
-  assert train.train_and_evaluate(config(6), workdir)['step'] == 6
+  assert train.train_and_evaluate(config, workdir)['step'] == 6
 
   state = restore_state(workdir, 6)
   frozen = [k for k in want if k.startswith(('conv', 'inception_3'))]
