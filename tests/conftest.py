@@ -54,19 +54,3 @@ def tiny_run(tmp_path_factory, worker_id) -> str:
       assert result.returncode == 0, result.stderr[-3000:]
   assert saved_steps(path) == [3, 6]
   return path
-
-
-# The longest first, so that pytest-xdist's workers, which take tests in
-# this order as they free up, do not end with one of them still running a
-# long test while the other waits (the multi-process group alone is about
-# 5 minutes).
-_LONGEST_FIRST = ('tests/test_multiprocess.py::',
-                  'tests/test_docs.py::test_documented_commands_run_as_printed',
-                  'tests/test_install.py::', 'tests/test_user_flow.py::')
-
-
-def pytest_collection_modifyitems(items):
-  def rank(item):
-    return next((i for i, prefix in enumerate(_LONGEST_FIRST)
-                 if item.nodeid.startswith(prefix)), len(_LONGEST_FIRST))
-  items.sort(key=rank)  # stable: the collection order within each rank
