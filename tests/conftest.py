@@ -16,28 +16,30 @@ numbers' agreement is what is tested, not their speed).
 """
 import os
 
-# torchvision pulls in triton, whose bundled LLVM crashes the process
-# (segmentation fault) when TensorFlow's is already loaded; TensorFlow loaded
-# after it is fine. Test modules import both, in an order that depends on
-# collection, so fix the order here.
-import torchvision  # pylint: disable=unused-import
-
-# pylint: disable=g-import-not-at-top,g-bad-import-order
-import filelock
-import pytest
-
-# Importing the helpers starts no JAX backend, so the flags set below still
-# apply to this process.
-from tests.helpers import FAST_XLA_FLAGS, TINY_CONFIG, run_main, saved_steps
-
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8 '
-                      + FAST_XLA_FLAGS)
+# JAX and TensorFlow read these when they are imported.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 # In-process training runs (the trainer's seams) reuse compilations.
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
                       f'/tmp/inception_jax_test_cache_{os.getuid()}')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+
+# torchvision pulls in triton, whose bundled LLVM crashes the process
+# (segmentation fault) when TensorFlow's is already loaded; TensorFlow loaded
+# after it is fine. Test modules import both, in an order that depends on
+# collection, so fix the order here.
+import torchvision  # pylint: disable=unused-import,wrong-import-position
+
+# pylint: disable=g-import-not-at-top,g-bad-import-order
+import filelock
+import pytest
+
+# Importing the helpers imports JAX but starts no backend.
+from tests.helpers import FAST_XLA_FLAGS, TINY_CONFIG, run_main, saved_steps
+
+# XLA reads its flags when JAX starts a backend, not at import.
+os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8 '
+                      + FAST_XLA_FLAGS)
 
 
 @pytest.fixture(scope='session')
