@@ -170,7 +170,9 @@ def assert_tfdata_comparison(output: str, worker_counts=(0, 1)) -> None:
   --peer=tfdata` prints: each pipeline timed in a process of its own, with
   and without grain workers, the workers' CPU counted."""
   lines = output.strip().splitlines()
-  assert any(l.startswith('| ours_paper_1_workers | 1 |') for l in lines)
+  for w in worker_counts:  # the table's rows, then the JSON line
+    name = 'ours_paper' + (f'_{w}_workers' if w else '')
+    assert any(l.startswith(f'| {name} | {w} |') for l in lines), name
   figures = json.loads(lines[-1])
   names = {'tfdata'} | {
       f'ours_{work}' + (f'_{w}_workers' if w else '')

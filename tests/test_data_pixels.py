@@ -24,6 +24,7 @@ from inception_jax.data import preprocess
 from inception_jax.data import sampling
 from inception_jax.data import transforms
 from tests import tf_preprocess
+from tests.helpers import run_python
 
 # PIL's 8-bit resampler rounds to whole grey levels (0.5) and its
 # fixed-point weights add a little: measured at most 1.1.
@@ -288,10 +289,8 @@ def test_tfdata_comparison_asks_for_jpeg():
   """``--peer=tfdata`` compares JPEG pipelines only. (The comparison itself
   runs as the README prints it, in tests/test_docs.py, and
   `helpers.assert_tfdata_comparison` checks what it prints.)"""
-  root = __file__.rsplit('/tests/', 1)[0]
-  wrong = subprocess.run([sys.executable, '-m', 'inception_jax.data.benchmark',
-                          '--dataset=fashion_mnist', '--peer=tfdata'],
-                         cwd=root, capture_output=True, text=True, check=False)
+  wrong = run_python(['-m', 'inception_jax.data.benchmark',
+                       '--dataset=fashion_mnist', '--peer=tfdata'])
   assert wrong.returncode == 1
   assert 'error: --peer=tfdata compares JPEG pipelines; add --dataset=jpeg.' \
       in wrong.stderr
