@@ -9,7 +9,6 @@ import sys
 import pytest
 
 from inception_jax import benchmark
-from inception_jax.models import layers
 
 # Tiny and quick; a multiple of the 8 test devices (conftest.py).
 TINY = dict(image_size=32, batch_size=8, num_classes=10, repeats=1, steps=1,
@@ -49,31 +48,24 @@ def test_benchmark_end_to_end_tiny():
   assert 'ours/torchvision' in benchmark.format_table(result)
 
 
-def test_benchmark_reference_switches_set_the_model():
-  """--max_pool=xla / --conv_grad=xla measure the plain formulations."""
-  result = benchmark.run(benchmark.Settings(
-      **TINY, width=0.0625, skip_infer=True, max_pool='xla',
-      conv_grad='xla'))
-  assert (result['max_pool'], result['conv_grad']) == ('xla', 'xla')
-  model = result['ours_paper']['model']
-  assert (model['max_pool_grad'], model['conv_grad']) == ('xla', 'xla')
-  # Model attributes, not module globals, carry the switch.
-  assert layers.max_pool is not layers.max_pool_reference
-
-
 def test_benchmark_command_line():
-  """The absl command, as README and benchmarks.md print it (tiny sizes)."""
+  """The absl command, as README and benchmarks.md print it (tiny sizes);
+  --max_pool=xla / --conv_grad=xla measure the plain formulations, set on
+  the model (the in-process run above measures the defaults)."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   proc = subprocess.run(
       [sys.executable, '-m', 'inception_jax.benchmark', '--image_size=32',
        '--width=0.0625', '--batch_size=8', '--repeats=1', '--steps=1',
        '--warmup=1', '--matmul_size=128', '--aux=False', '--skip_infer=True',
-       '--num_classes=10'],
+       '--num_classes=10', '--max_pool=xla', '--conv_grad=xla'],
       cwd=root, capture_output=True, text=True, timeout=600, check=False)
   assert proc.returncode == 0, proc.stderr[-2000:]
   result = json.loads(proc.stdout.strip().splitlines()[-1])
   assert result['aux'] is False
   assert result['ours_paper']['model']['aux'] is False
+  assert (result['max_pool'], result['conv_grad']) == ('xla', 'xla')
+  model = result['ours_paper']['model']
+  assert (model['max_pool_grad'], model['conv_grad']) == ('xla', 'xla')
   assert result['ours_paper']['train_images_per_s'] > 0
   bad = subprocess.run(
       [sys.executable, '-m', 'inception_jax.benchmark', '--max_pool=scatter'],

@@ -100,20 +100,6 @@ def test_architecture_mismatch_is_a_clear_error(tiny_run, tmp_path):
   assert 'different architecture: params/' in message and 'shape' in message
 
 
-def test_resume_with_other_worker_count_is_bit_identical(tiny_run, tmp_path):
-  """The order of examples and their augmentation do not depend on grain's
-  worker processes, so a run resumes with another data.worker_count."""
-  workdir = tmp_path / 'run'
-  shutil.copytree(tiny_run, workdir)
-  os.remove(workdir / 'summary.json')
-  shutil.rmtree(workdir / 'checkpoints' / '6')
-  resumed = run_main([f'--config={TINY_CONFIG}', f'--workdir={workdir}',
-                      '--config.data.worker_count=2'])
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert 'Resuming from the checkpoint at step 3' in resumed.stdout
-  assert_trees_equal(restore_state(tiny_run, 6), restore_state(workdir, 6))
-
-
 def test_sigterm_saves_and_returns(tmp_path):
   workdir = str(tmp_path / 'run')
 
@@ -137,17 +123,24 @@ def _remove_commit_markers(workdir):
       os.remove(os.path.join(root, layout.COMMIT_MARKER))
 
 
-def test_a_copy_without_commit_markers_resumes_once_checked(tiny_run,
-                                                            tmp_path):
+def test_a_copy_without_commit_markers_resumes_bit_identically_on_workers(
+    tiny_run, tmp_path):
+  """A copy of a run without Orbax's commit markers (as a plain file copy
+  leaves it) is checked, marked and resumed; it resumes with two grain worker
+  processes where it was trained with none, and ends bit-identical to the
+  uninterrupted run: the order of examples and their augmentation do not
+  depend on the workers."""
   workdir = tmp_path / 'copy'
   shutil.copytree(tiny_run, workdir)
   os.remove(workdir / 'summary.json')
   shutil.rmtree(workdir / 'checkpoints' / '6')
   _remove_commit_markers(workdir)
-  resumed = run_main([f'--config={TINY_CONFIG}', f'--workdir={workdir}'])
+  resumed = run_main([f'--config={TINY_CONFIG}', f'--workdir={workdir}',
+                      '--config.data.worker_count=2'])
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert 'Resuming from the checkpoint at step 3' in resumed.stdout
   assert 'had no commit marker' in resumed.stderr
+  assert 'data.worker_count=2' in resumed.stdout + resumed.stderr
   assert (workdir / 'checkpoints' / '3' / layout.COMMIT_MARKER).exists()
   assert_trees_equal(restore_state(tiny_run, 6), restore_state(workdir, 6))
 

@@ -63,11 +63,15 @@ def _jpeg(rng, height, width, fmt='JPEG'):
 
 
 @pytest.fixture(scope='session')
-def fmnist_cfg(tmp_path_factory):
+def fmnist_cfg(tiny_run):
+  """Fashion-MNIST where the README's training command prepares it (TFDS's
+  default folder): the session's tiny run has prepared it once, for every
+  test process."""
+  del tiny_run
   if not fashion_mnist.idx_files_present(FMNIST_DIR):
     pytest.skip('Debian dataset-fashion-mnist is not installed')
-  cfg = _fmnist_config(str(tmp_path_factory.mktemp('tfds')))
-  datasets.get_dataset_info(cfg)  # Prepares once for the session.
+  cfg = _fmnist_config(None)
+  datasets.get_dataset_info(cfg)
   return cfg
 
 

@@ -46,8 +46,8 @@ HOW = [
       '--config.eval_batch_size=64'],
      'Done: 2 steps'),
     (r'-m inception_jax\.main --config=configs/fashion_mnist\.py:runlocal '
-     r'--workdir=runs/profiled --config\.profile_steps=3$', [],
-     'Profiled steps 2-4 into'),
+     r'--workdir=runs/profiled --config\.profile_steps=3$',
+     ['--config.data.eval_split=test[:64]'], 'Profiled steps 2-4 into'),
     (r'-m inception_jax\.convert --torchvision=googlenet-1378be20\.pth '
      r'--out=runs/tv_googlenet$', [], 'wrote'),
     # Needs the ImageNet archives: a clear error naming them.
