@@ -90,8 +90,8 @@ HOW = [
      ['--num_images=8', '--warmup_batches=1', '--num_batches=3',
       '--batch_size=4', '--image_size=32', '--rounds=1',
       '--peer_worker_counts=0,1'], assert_tfdata_comparison),
-    # The small-folder measurement on one folder of 8 images a class, its
-    # runs :runlocal (the figures come from the full run).
+    # The small-folder measurement on one folder of 8 images a class, one run
+    # :runlocal (the figures come from the full run).
     (r'-m experiments\.small_folder$',
      ['--folders=2x8', '--test_per_class=8', '--min_steps=', '--runlocal',
       '--work=small_folder_work'], 'wrote'),
