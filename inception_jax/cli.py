@@ -87,7 +87,7 @@ def _parse_flags(argv: Sequence[str]):
 
 # Top-level modules of the optional extras (pyproject.toml), by extra.
 OPTIONAL_MODULES = {
-    **dict.fromkeys(('tensorflow', 'tensorflow_datasets', 'grain', 'clu',
+    **dict.fromkeys(('tensorflow', 'tensorflow_datasets', 'grain', 'tensorboard',
                      'array_record'), 'train'),
     **dict.fromkeys(('torch', 'torchvision'), 'convert'),
     **dict.fromkeys(('gcsfs',), 'gcs'),

@@ -31,7 +31,7 @@ from inception_jax.checkpoints import loader
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
 # The data package imports nothing itself; its pipeline modules are heavy.
-HEAVY_MODULES = ('tensorflow', 'tensorflow_datasets', 'grain', 'clu', 'optax',
+HEAVY_MODULES = ('tensorflow', 'tensorflow_datasets', 'grain', 'tensorboard', 'optax',
                  'inception_jax.train', 'inception_jax.steps',
                  'inception_jax.data.pipeline', 'inception_jax.data.datasets')
 # predict does import data.preprocess: NumPy, PIL and OpenCV only.
