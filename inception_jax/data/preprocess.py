@@ -74,6 +74,13 @@ def _tf():
     tf.config.set_visible_devices([], 'GPU')
   except RuntimeError:  # Devices already initialised by someone else.
     pass
+  # One image at a time per process (grain workers give the parallelism):
+  # TF's pools would only hand the batch decode's ops between threads.
+  try:
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+  except RuntimeError:  # The runtime already started: its pools stay.
+    pass
   return tf
 
 
