@@ -151,25 +151,20 @@ def decode_crop(encoded: bytes, box: crops.Box) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def _batch_decoder():
-  """One graph call that decodes a box of each JPEG of a batch, the pixels
-  laid end to end (flat uint8): no eager dispatch and tensor conversion per
-  image. The same op as `decode_crop`, so the same pixels."""
+  """One graph call that decodes a box of each JPEG of a batch: no eager
+  dispatch and tensor conversion per image. The same op as `decode_crop`,
+  so the same pixels.
+
+  The graph is unrolled, one op per image (traced once per batch size; a
+  training run has one): against a while_loop that writes a TensorArray,
+  it spares the loop's control ops and the copy that joins the images into
+  one tensor (about 0.03 ms per image of the benchmark's 224 px crops)."""
   tf = _tf()
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string),
-                                tf.TensorSpec([None, 4], tf.int32)])
+  @tf.function(reduce_retracing=False)
   def decode_all(contents, boxes):
-    count = tf.shape(contents)[0]
-    flat = tf.TensorArray(tf.uint8, size=count, infer_shape=False,
-                          element_shape=tf.TensorShape([None]))
-
-    def body(i, flat):
-      image = tf.io.decode_and_crop_jpeg(contents[i], boxes[i], channels=3)
-      return i + 1, flat.write(i, tf.reshape(image, [-1]))
-
-    _, flat = tf.while_loop(lambda i, _: i < count, body, (0, flat),
-                            parallel_iterations=1)
-    return flat.concat()
+    return [tf.io.decode_and_crop_jpeg(contents[i], boxes[i], channels=3)
+            for i in range(contents.shape[0])]
 
   return decode_all
 
@@ -177,17 +172,12 @@ def _batch_decoder():
 def decode_crops(encoded: Sequence[bytes],
                  boxes: Sequence[crops.Box]) -> list[np.ndarray]:
   """``[decode_crop(e, b) for e, b in zip(encoded, boxes)]`` for JPEGs, in
-  one TensorFlow call (views of one buffer)."""
+  one TensorFlow call."""
   if not encoded:
     return []
-  flat = _batch_decoder()(np.array(encoded, dtype=object),
-                          np.array(boxes, np.int32).reshape(-1, 4)).numpy()
-  out, offset = [], 0
-  for _, _, h, w in boxes:
-    size = h * w * 3
-    out.append(flat[offset:offset + size].reshape(h, w, 3))
-    offset += size
-  return out
+  images = _batch_decoder()(np.array(encoded, dtype=object),
+                            np.array(boxes, np.int32).reshape(-1, 4))
+  return [image.numpy() for image in images]
 
 
 # The JPEG decoder's DCT-domain downscales (libjpeg-turbo through TF).
