@@ -63,6 +63,15 @@ def _read_options(data_cfg) -> grain.ReadOptions:
                            prefetch_buffer_size=buffer_size)
 
 
+def _batch_read_options(options: grain.ReadOptions,
+                        batch_size: int) -> grain.ReadOptions:
+  """``options`` for a source whose records are batches of ``batch_size``:
+  the read-ahead, given in records, rounded up to whole batches."""
+  return grain.ReadOptions(
+      num_threads=options.num_threads,
+      prefetch_buffer_size=-(-options.prefetch_buffer_size // batch_size))
+
+
 def _allow_workers(worker_count: int) -> None:
   # grain's worker processes read absl flags; outside absl.app.run (a
   # notebook, a test) nobody has parsed them, so take their defaults.
@@ -223,7 +232,9 @@ class TrainIterator:
         worker_count=cfg.worker_count,
         worker_buffer_size=cfg.worker_buffer_size,
         shard_options=grain.NoSharding(),
-        read_options=self._read_options)
+        read_options=_batch_read_options(self._read_options,
+                                         self._global_batch //
+                                         self._process_count))
 
   def __iter__(self) -> 'TrainIterator':
     return self
