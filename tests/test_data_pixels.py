@@ -337,6 +337,35 @@ def test_train_transform_is_a_pure_function_of_the_generator():
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize('overrides', [
+    {},
+    {'distort_color': False, 'random_interpolation': False,
+     'interpolation': 'bicubic'},
+    {'antialias': True},  # Large crops decode at 1/2 scale, one at a time.
+    {'crop': 'pad_and_crop'},
+])
+def test_train_batch_is_the_examples_bit_for_bit(overrides):
+  """The pipeline's batch path (one TensorFlow call decodes the batch's
+  JPEG boxes) gives each example's `random_map` bytes, PNG records (decoded
+  one at a time) mixed in."""
+  settings = _settings(**overrides)
+  transform = transforms.TrainPreprocess(settings, preprocess.EncodedImages())
+  records = [_encode(_photo(s, *hw), fmt) for s, (hw, fmt) in enumerate([
+      ((375, 500), 'JPEG'), ((500, 375), 'JPEG'), ((180, 240), 'PNG'),
+      ((1000, 1400), 'JPEG'), ((61, 47), 'JPEG')])]
+  elements = [{'image': records[i % len(records)], 'label': i}
+              for i in range(12)]
+  got = transform.batch(elements,
+                        [np.random.default_rng(i) for i in range(12)])
+  for i, element in enumerate(elements):
+    want = transform.random_map(element, np.random.default_rng(i))
+    assert got[i].keys() == want.keys()
+    for key in want:
+      assert got[i][key].dtype == want[key].dtype
+      np.testing.assert_array_equal(got[i][key], want[key])
+  assert transform.batch([], []) == []
+
+
 def test_dct_ratio_keeps_the_crop_twice_the_output():
   assert preprocess.dct_ratio((0, 0, 895, 2000), (224, 224), 'bilinear') == 1
   assert preprocess.dct_ratio((0, 0, 896, 896), (224, 224), 'bilinear') == 2

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from absl import flags
 from absl import logging
@@ -63,6 +63,15 @@ def _read_options(data_cfg) -> grain.ReadOptions:
                            prefetch_buffer_size=buffer_size)
 
 
+def _batch_read_options(options: grain.ReadOptions,
+                        batch_size: int) -> grain.ReadOptions:
+  """``options`` for a source whose records are batches of ``batch_size``:
+  the read-ahead, given in records, rounded up to whole batches."""
+  return grain.ReadOptions(
+      num_threads=options.num_threads,
+      prefetch_buffer_size=-(-options.prefetch_buffer_size // batch_size))
+
+
 def _allow_workers(worker_count: int) -> None:
   # grain's worker processes read absl flags; outside absl.app.run (a
   # notebook, a test) nobody has parsed them, so take their defaults.
@@ -78,46 +87,45 @@ def _local_batch_size(global_batch_size: int, process_count: int) -> int:
   return global_batch_size // process_count
 
 
-class GlobalOrderSampler:
-  """Process `process_index`'s share of the one global training order.
+class GlobalOrderSource:
+  """Process `process_index`'s share of the one global training order, a
+  local batch per record: record k is the records of this process's part of
+  global step k (from ``start``, the examples already consumed), with each
+  one's stream position, from which its augmentation's generator comes.
 
-  grain's DataLoader asks for this process's k-th record (with workers,
-  worker w reads k = w, w + W, ... and batches what it reads, and batches
-  are taken from the workers in turn); the index arithmetic below undoes
-  that, so the i-th batch this process yields is its part of global step
-  i, whatever the worker count.
+  grain's per-record machinery (sampler, read hand-off, map, batching)
+  then runs once per batch, not once per example. With worker processes,
+  worker w reads records k = w, w + W, ... and grain takes its batches from
+  the workers in turn, so the k-th batch this process yields is record k,
+  whatever the worker count.
   """
 
-  def __init__(self, num_records: int, *, seed: int, global_batch_size: int,
-               process_index: int, process_count: int, worker_count: int,
-               start: int = 0):
-    self._num_records = num_records
+  def __init__(self, source, *, seed: int, global_batch_size: int,
+               process_index: int, process_count: int, start: int = 0):
+    self._source = source
+    self._num_records = len(source)
     self._seed = seed
     self._global_batch = global_batch_size
     self._local_batch = global_batch_size // process_count
     self._process_index = process_index
     self._process_count = process_count
-    self._workers = max(worker_count, 1)
     self._start = start
     self._order_epoch, self._order = None, None
 
   def __repr__(self) -> str:
-    return (f'GlobalOrderSampler(num_records={self._num_records}, '
+    return (f'GlobalOrderSource(num_records={self._num_records}, '
             f'seed={self._seed}, global_batch_size={self._global_batch}, '
             f'process_index={self._process_index}, '
-            f'process_count={self._process_count}, workers={self._workers}, '
-            f'start={self._start})')
+            f'process_count={self._process_count}, start={self._start})')
 
   def __len__(self) -> int:
     return sys.maxsize  # endless
 
-  def position(self, index: int) -> int:
-    """The global stream position of this process's `index`-th record."""
-    worker, within = index % self._workers, index // self._workers
-    batch_of_worker, slot = divmod(within, self._local_batch)
-    step = batch_of_worker * self._workers + worker
-    return (self._start + step * self._global_batch +
-            self._process_index * self._local_batch + slot)
+  def positions(self, index: int) -> np.ndarray:
+    """The global stream positions of this process's `index`-th batch."""
+    first = (self._start + index * self._global_batch +
+             self._process_index * self._local_batch)
+    return first + np.arange(self._local_batch)
 
   def epoch_order(self, epoch: int) -> np.ndarray:
     if epoch != self._order_epoch:
@@ -126,16 +134,65 @@ class GlobalOrderSampler:
       self._order_epoch = epoch
     return self._order
 
+  def __getitem__(self, index: int) -> Dict[str, Any]:
+    if index < 0:
+      raise IndexError(index)
+    positions = [int(p) for p in self.positions(index)]
+    keys = []
+    for p in positions:
+      epoch, i = divmod(p, self._num_records)
+      keys.append(int(self.epoch_order(epoch)[i]))
+    # One at a time: TFDS's array_record __getitems__ reads through a
+    # thread pool, twice the CPU per record here.
+    return {'records': [self._source[k] for k in keys],
+            'positions': positions}
+
+
+class _BatchIndexSampler:
+  """Record k of `GlobalOrderSource` in turn, endless."""
+
+  def __len__(self) -> int:
+    return sys.maxsize
+
   def __getitem__(self, index: int) -> grain.RecordMetadata:
     if index < 0:
       raise IndexError(index)
-    position = self.position(index)
-    epoch, i = divmod(position, self._num_records)
-    rng = np.random.Generator(np.random.Philox(
-        key=(self._seed << 64) | position))
-    return grain.RecordMetadata(index=index,
-                                record_key=int(self.epoch_order(epoch)[i]),
-                                rng=rng)
+    return grain.RecordMetadata(index=index, record_key=index)
+
+
+def example_rng(seed: int, position: int) -> np.random.Generator:
+  """The generator of the example at ``position`` of the global stream."""
+  return np.random.Generator(np.random.Philox(key=(seed << 64) | position))
+
+
+class TrainBatchFn:
+  """grain's batch function for a `GlobalOrderSource` record: the local
+  batch, each example `transforms.TrainPreprocess` of its record and its
+  position's generator, written to shared memory when grain asks (worker
+  processes hand batches over through it)."""
+
+  def __init__(self, transform: transforms.TrainPreprocess, seed: int):
+    self._transform = transform
+    self._seed = seed
+    self._shared_memory = False
+
+  def enable_shared_memory_output(self) -> None:
+    self._shared_memory = True
+
+  def __call__(self, values) -> Batch:
+    (batch,) = values
+    examples = self._transform.batch(
+        batch['records'],
+        [example_rng(self._seed, p) for p in batch['positions']])
+    out = {}
+    for key in examples[0]:
+      first = examples[0][key]
+      shape, dtype = (len(examples),) + np.shape(first), np.asarray(
+          first).dtype
+      stacked = (grain.SharedMemoryArray(shape, dtype=dtype)
+                 if self._shared_memory else np.empty(shape, dtype))
+      out[key] = np.stack([e[key] for e in examples], out=stacked)
+    return out
 
 
 class TrainIterator:
@@ -159,24 +216,25 @@ class TrainIterator:
 
   def _loader(self) -> grain.DataLoader:
     cfg = self._data_cfg
-    sampler = GlobalOrderSampler(
-        len(self._source), seed=self._seed,
+    source = GlobalOrderSource(
+        self._source, seed=self._seed,
         global_batch_size=self._global_batch,
         process_index=self._process_index,
-        process_count=self._process_count, worker_count=cfg.worker_count,
-        start=self._examples)
+        process_count=self._process_count, start=self._examples)
     _allow_workers(cfg.worker_count)
     return grain.DataLoader(
-        data_source=self._source, sampler=sampler,
+        data_source=source, sampler=_BatchIndexSampler(),
         operations=[
-            self._transform,
-            grain.Batch(self._global_batch // self._process_count,
-                        drop_remainder=True),
+            # One record is a whole local batch already.
+            grain.Batch(1, batch_fn=TrainBatchFn(self._transform,
+                                                 self._seed)),
         ],
         worker_count=cfg.worker_count,
         worker_buffer_size=cfg.worker_buffer_size,
         shard_options=grain.NoSharding(),
-        read_options=self._read_options)
+        read_options=_batch_read_options(self._read_options,
+                                         self._global_batch //
+                                         self._process_count))
 
   def __iter__(self) -> 'TrainIterator':
     return self

@@ -10,7 +10,7 @@ cleanly into grain's worker processes.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import grain.python as grain
 import numpy as np
@@ -92,13 +92,37 @@ class TrainPreprocess(grain.RandomMapTransform):
 
   def random_map(self, element: Dict[str, Any],
                  rng: np.random.Generator) -> Dict[str, np.ndarray]:
+    return self._pixels(element, self._draw(element, rng))
+
+  def _draw(self, element: Dict[str, Any],
+            rng: np.random.Generator) -> sampling.TrainDraws:
+    return sampling.draw_train(
+        rng, self.settings, *self.records.shape(element['image']),
+        pad_after_resize=self.records.pad_after_resize)
+
+  def _decodes_box_alone(self, record, draws: sampling.TrainDraws) -> bool:
+    """Whether the pixels start from the JPEG's ``draws.box`` decoded at
+    full scale (what `preprocess.decode_crops` gives a batch of)."""
+    if not (self.records.encoded and preprocess.is_jpeg(record)
+            and draws.pad_before_resize is None):
+      return False
+    size = self.settings.image_size
+    return preprocess.dct_ratio(draws.box, (size, size), draws.interpolation,
+                                antialias=self.settings.antialias) == 1
+
+  def _pixels(self, element: Dict[str, Any], draws: sampling.TrainDraws,
+              box_pixels: Optional[np.ndarray] = None
+              ) -> Dict[str, np.ndarray]:
+    """The example of ``draws``; ``box_pixels``, when given, the decoded
+    ``draws.box`` (`_decodes_box_alone`)."""
     size = self.settings.image_size
     record = element['image']
-    draws = sampling.draw_train(
-        rng, self.settings, *self.records.shape(record),
-        pad_after_resize=self.records.pad_after_resize)
     # RGB stays 8-bit through the geometry; one conversion to float32 after.
-    if draws.pad_before_resize is None:
+    if box_pixels is not None:
+      image = preprocess.resample(box_pixels, (size, size),
+                                  draws.interpolation,
+                                  antialias=self.settings.antialias)
+    elif draws.pad_before_resize is None:
       image = self.records.decode_resized(record, draws.box, (size, size),
                                           draws.interpolation,
                                           antialias=self.settings.antialias)
@@ -117,6 +141,21 @@ class TrainPreprocess(grain.RandomMapTransform):
       # Drawn here, applied in the step (`device_colour.distort`).
       example['colour'] = device_colour.encode(draws.colour)
     return example
+
+  def batch(self, elements: Sequence[Dict[str, Any]],
+            rngs: Sequence[np.random.Generator]
+            ) -> List[Dict[str, np.ndarray]]:
+    """``[random_map(e, r) for e, r in zip(elements, rngs)]``, the same
+    pixels, with the batch's JPEG boxes decoded in one TensorFlow call
+    (`preprocess.decode_crops`) instead of one eager call each."""
+    draws = [self._draw(e, r) for e, r in zip(elements, rngs)]
+    alone = [i for i, (e, d) in enumerate(zip(elements, draws))
+             if self._decodes_box_alone(e['image'], d)]
+    decoded = dict(zip(alone, preprocess.decode_crops(
+        [elements[i]['image'] for i in alone],
+        [draws[i].box for i in alone])))
+    return [self._pixels(e, d, decoded.get(i))
+            for i, (e, d) in enumerate(zip(elements, draws))]
 
 
 @dataclasses.dataclass(frozen=True)
