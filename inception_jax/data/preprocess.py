@@ -375,38 +375,42 @@ def _resize_unfiltered(image: np.ndarray, height: int, width: int,
   8-bit RGB and grey bilinear is OpenCV's INTER_LINEAR (the same half-pixel
   filter in fixed point: within a grey level of TF). Bicubic, and floats,
   are two separable passes with TF's own weights (`_tf_taps`), the axis
-  that shrinks most first (the smaller intermediate); uint8 is rounded and
-  clipped once at the end, as 8-bit resamplers do, floats are left as TF
-  leaves them.
+  that shrinks most first (the smaller intermediate), in compiled loops
+  (`kernels`); uint8 is rounded and clipped once at the end, as 8-bit
+  resamplers do, floats are left as TF leaves them.
   """
   eight_bit = _is_8bit(image)
   if eight_bit and method == 'bilinear':
     out = cv2.resize(np.ascontiguousarray(image), (width, height),
                      interpolation=cv2.INTER_LINEAR)
     return out.reshape(height, width, image.shape[2])
+  # pylint: disable-next=g-import-not-at-top
+  from inception_jax.data import kernels  # numba: only where it is used.
   if not eight_bit:
     image = image.astype(np.float32, copy=False)
+
+  def pass_along_rows(x: np.ndarray, taps, last: bool) -> np.ndarray:
+    """Each output row a weighted sum of four whole rows of ``x``."""
+    kernel = (kernels.four_tap_rows_uint8 if last and eight_bit
+              else kernels.four_tap_rows)
+    out = kernel(np.ascontiguousarray(x).reshape(x.shape[0], -1), *taps)
+    return out.reshape(taps[0].shape[:1] + x.shape[1:])
+
   in_h, in_w = image.shape[:2]
   rows = _tf_taps(method, in_h, height) if in_h != height else None
   cols = _tf_taps(method, in_w, width) if in_w != width else None
-  # Each pass works along rows (whole contiguous rows gathered, one small
-  # matrix product per output row); a pass along columns transposes first,
-  # which costs less than gathering columns.
+  # A pass along columns transposes first and back after, which costs less
+  # than gathering columns.
   if cols is None:
-    out = _resample_rows(image, rows)
-  elif rows is None:
-    out = _transposed(_resample_rows(_transposed(image), cols))
-  elif width * in_h <= height * in_w:  # Width shrinks more: it goes first.
-    out = _resample_rows(
-        _transposed(_resample_rows(_transposed(image), cols)), rows)
-  else:
-    out = _transposed(
-        _resample_rows(_transposed(_resample_rows(image, rows)), cols))
-  if not eight_bit:
-    return out
-  # Saturating round to uint8 in one pass (OpenCV's cast).
-  flat = out.reshape(height, -1)
-  return cv2.add(flat, 0.0, dtype=cv2.CV_8U).reshape(out.shape)
+    return pass_along_rows(image, rows, last=True)
+  if rows is None:
+    return _transposed(pass_along_rows(_transposed(image), cols, last=True))
+  if width * in_h <= height * in_w:  # Width shrinks more: it goes first.
+    return pass_along_rows(
+        _transposed(pass_along_rows(_transposed(image), cols, last=False)),
+        rows, last=True)
+  return _transposed(pass_along_rows(
+      _transposed(pass_along_rows(image, rows, last=False)), cols, last=True))
 
 
 # TF's resize_bicubic samples Keys' cubic (a = -0.5) from a table of 1024
@@ -431,7 +435,7 @@ def _keys_cubic_table() -> Tuple[np.ndarray, np.ndarray]:
 @functools.lru_cache(maxsize=None)
 def _tf_taps(method: str, size_in: int, size_out: int
              ) -> Tuple[np.ndarray, np.ndarray]:
-  """Input indices and weights [size_out, taps] of TF's half-pixel
+  """Input indices and weights [size_out, 4] of TF's half-pixel
   ``resize_bilinear`` (2 taps) or ``resize_bicubic`` (4 taps) along one
   axis, computed in float32 as TF does (the source position's rounding
   shows at 1e-2 of a grey level on large images).
@@ -446,9 +450,10 @@ def _tf_taps(method: str, size_in: int, size_out: int
   floor = np.floor(centres)
   fraction = centres - floor
   floor = floor.astype(np.int64)
-  if method == 'bilinear':
-    index = np.stack([floor, floor + 1], axis=1)
-    weight = np.stack([1 - fraction, fraction], axis=1)
+  if method == 'bilinear':  # Two taps, and two of weight 0 for the kernel.
+    index = np.stack([floor, floor + 1, floor + 1, floor + 1], axis=1)
+    zero = np.zeros_like(fraction)
+    weight = np.stack([1 - fraction, fraction, zero, zero], axis=1)
     return _frozen(np.clip(index, 0, size_in - 1), weight.astype(np.float32))
   offset = np.rint(fraction * np.float32(_CUBIC_TABLE_SIZE)).astype(np.int64)
   near, far = _keys_cubic_table()
@@ -466,17 +471,6 @@ def _frozen(*arrays: np.ndarray) -> Tuple[np.ndarray, ...]:
   for a in arrays:
     a.setflags(write=False)
   return arrays
-
-
-def _resample_rows(image: np.ndarray, taps) -> np.ndarray:
-  """float32 [out, ...]: each output row the weighted sum of its taps' rows
-  of ``image`` [H, ...]."""
-  index, weight = taps
-  rows = image.reshape(image.shape[0], -1)[index]  # [out, taps, W * C]
-  if rows.dtype != np.float32:
-    rows = rows.astype(np.float32)
-  out = np.matmul(weight[:, None, :], rows)
-  return out.reshape(index.shape[:1] + image.shape[1:])
 
 
 def _transposed(image: np.ndarray) -> np.ndarray:
