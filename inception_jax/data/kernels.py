@@ -1,10 +1,10 @@
 """Compiled loops for the training resize (numba), where NumPy is slow.
 
 A separable resample is, per output row, a weighted sum of a few whole input
-rows. NumPy spells that as a gather and a batched product of tiny matrices,
-about 0.4 ms for a 224x224 RGB crop; these loops do it in one vectorised
-pass, about 0.12 ms (`python -m inception_jax.data.benchmark --dataset=jpeg`
-reports what this buys a training crop). `preprocess._resize_unfiltered` is
+rows. NumPy spells that as a gather and a batched product of tiny matrices;
+these loops do it in one vectorised pass, about a third of the time for a
+224x224 RGB crop (`experiments/results/benchmarks.md`: the JPEG input's
+cost per image fell by about 0.3 ms). `preprocess._resize_unfiltered` is
 the only caller and imports this module on first use, so a process that never
 resizes bicubic (Fashion-MNIST's bilinear grey crops) never loads numba.
 
