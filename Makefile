@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP_VERSION := 26.3
+UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 WORKDIR ?= runs/fashion_mnist
 CONFIG ?= configs/fashion_mnist.py
@@ -13,14 +15,17 @@ CONFIG ?= configs/fashion_mnist.py
 
 # The environment comes from the lock files, every package pinned with its
 # hashes; requirements*.txt hold only the direct requirements they are made from.
+# uv installs them (and writes them, `make lock`): it downloads and unpacks in
+# parallel, 13 s for the test extras' 3 GB (torch's CUDA wheels) where pip
+# took 48, the same packages (experiments/results/install_times.md).
 $(VENV)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q pip==$(PIP_VERSION)
-	$(VENV)/bin/pip install -q --require-hashes -r requirements.lock
+	$(VENV)/bin/pip install -q pip==$(PIP_VERSION) uv==$(UV_VERSION)
+	$(UV) pip install -q --python $(PY) --require-hashes -r requirements.lock
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed requirements-test.lock
-	$(VENV)/bin/pip install -q --require-hashes -r requirements-test.lock
+	$(UV) pip install -q --python $(PY) --require-hashes -r requirements-test.lock
 	touch $@
 
 setup: $(VENV)/.installed
@@ -31,7 +36,7 @@ setup-test: $(VENV)/.installed-test
 # version); requirements.lock takes requirements-test.lock's versions, so the
 # test environment only adds to the training one. Versions already locked are
 # kept unless a requirement changed them.
-LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11
+LOCK := $(UV) pip compile --quiet --generate-hashes --python-version 3.11
 lock: setup-test
 	$(LOCK) requirements-test.txt -o requirements-test.lock
 	$(LOCK) requirements.txt -c requirements-test.lock -o requirements.lock

@@ -63,7 +63,6 @@ def test_dependency_floors_are_the_tested_pins():
       floors[_name(match.group(1))] = match.group(3)
   pins = {**_pins(os.path.join(REPO, 'requirements.txt')),
           **_pins(os.path.join(REPO, 'requirements-test.txt'))}
-  pins.pop('uv')  # `make lock`'s tool, not the package's.
   assert {n: floors.get(n) for n in pins} == pins
   # gs:// through gcsfs is for users without TensorFlow; the tests have it.
   assert set(floors) - set(pins) == {'gcsfs'}
