@@ -16,16 +16,17 @@ CONFIG ?= configs/fashion_mnist.py
 # The environment comes from the lock files, every package pinned with its
 # hashes; requirements*.txt hold only the direct requirements they are made from.
 # uv installs them (and writes them, `make lock`): it downloads and unpacks in
-# parallel, 13 s for the test extras' 3 GB (torch's CUDA wheels) where pip
-# took 48, the same packages (experiments/results/install_times.md).
+# parallel: 29 s for the test extras' 3 GB (torch's CUDA wheels) where pip
+# took 48, the same packages (experiments/results/install_times.md). Compiled
+# to bytecode, as pip does, so that no process compiles the sources again.
 $(VENV)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q pip==$(PIP_VERSION) uv==$(UV_VERSION)
-	$(UV) pip install -q --python $(PY) --require-hashes -r requirements.lock
+	$(UV) pip install -q --compile-bytecode --python $(PY) --require-hashes -r requirements.lock
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed requirements-test.lock
-	$(UV) pip install -q --python $(PY) --require-hashes -r requirements-test.lock
+	$(UV) pip install -q --compile-bytecode --python $(PY) --require-hashes -r requirements-test.lock
 	touch $@
 
 setup: $(VENV)/.installed

@@ -56,6 +56,14 @@ def env_with(devices, **extra):
 pytestmark = pytest.mark.xdist_group('processes')
 
 
+def test_these_tests_share_one_xdist_worker(request):
+  """`--dist loadgroup` (`make test`) keeps the group on one worker only if
+  pytest-xdist could tag the test's id with it (under pytest 9 it cannot,
+  and the group silently had no effect)."""
+  if getattr(request.config.option, 'loadgroup', False):
+    assert request.node.nodeid.endswith('@processes'), request.node.nodeid
+
+
 def free_port():
   with socket.socket() as s:
     s.bind(('localhost', 0))
