@@ -21,14 +21,20 @@ import numpy as np
 # it instead runs ten times slower).
 
 
+@numba.njit(inline='always')
+def _taps(src, index, weight, y):
+  """Output row y's four input rows and their weights."""
+  return (src[index[y, 0]], src[index[y, 1]], src[index[y, 2]],
+          src[index[y, 3]], weight[y, 0], weight[y, 1], weight[y, 2],
+          weight[y, 3])
+
+
 @numba.njit(cache=True, nogil=True)
 def four_tap_rows(src, index, weight):
   """float32 [out, N]: row y is sum_t weight[y, t] * src[index[y, t]]."""
   out = np.empty((index.shape[0], src.shape[1]), np.float32)
   for y in range(index.shape[0]):
-    a0, a1 = src[index[y, 0]], src[index[y, 1]]
-    a2, a3 = src[index[y, 2]], src[index[y, 3]]
-    w0, w1, w2, w3 = weight[y, 0], weight[y, 1], weight[y, 2], weight[y, 3]
+    a0, a1, a2, a3, w0, w1, w2, w3 = _taps(src, index, weight, y)
     row = out[y]
     for k in range(src.shape[1]):
       row[k] = (w0 * np.float32(a0[k]) + w1 * np.float32(a1[k])
@@ -43,9 +49,7 @@ def four_tap_rows_uint8(src, index, weight):
   out = np.empty((index.shape[0], src.shape[1]), np.uint8)
   low, high = np.float32(0), np.float32(255)
   for y in range(index.shape[0]):
-    a0, a1 = src[index[y, 0]], src[index[y, 1]]
-    a2, a3 = src[index[y, 2]], src[index[y, 3]]
-    w0, w1, w2, w3 = weight[y, 0], weight[y, 1], weight[y, 2], weight[y, 3]
+    a0, a1, a2, a3, w0, w1, w2, w3 = _taps(src, index, weight, y)
     row = out[y]
     for k in range(src.shape[1]):
       value = np.rint(w0 * np.float32(a0[k]) + w1 * np.float32(a1[k])
