@@ -10,8 +10,8 @@ resizes bicubic (Fashion-MNIST's bilinear grey crops) never loads numba.
 
 Compiled code is cached beside this file (or in numba's user cache when the
 package folder is read-only): the first process on a machine compiles it
-(a first resize took 1.45 s on this 2-core CPU), later ones, grain's
-workers included, import numba and load it (0.54 s).
+(a first resize took 1.45 s on a 2-core CPU), later ones, grain's workers
+included, import numba and load it (0.54 s; experiments/results/benchmarks.md).
 """
 import numba
 import numpy as np
