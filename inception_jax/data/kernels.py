@@ -19,7 +19,7 @@ import numpy as np
 
 # Each output row reads four whole input rows; the inner loop over the row
 # is contiguous, so LLVM vectorises it (indexing src[index[y, t], k] inside
-# it instead runs ten times slower).
+# it instead ran five to ten times slower).
 
 
 @numba.njit(inline='always')
