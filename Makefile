@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 PIP_VERSION := 26.3
 UV_VERSION := 0.13.9
 UV := $(VENV)/bin/uv
+UV_INSTALL := $(UV) pip install -q --compile-bytecode --python $(PY) --require-hashes -r
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 WORKDIR ?= runs/fashion_mnist
 CONFIG ?= configs/fashion_mnist.py
@@ -22,11 +23,11 @@ CONFIG ?= configs/fashion_mnist.py
 $(VENV)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q pip==$(PIP_VERSION) uv==$(UV_VERSION)
-	$(UV) pip install -q --compile-bytecode --python $(PY) --require-hashes -r requirements.lock
+	$(UV_INSTALL) requirements.lock
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed requirements-test.lock
-	$(UV) pip install -q --compile-bytecode --python $(PY) --require-hashes -r requirements-test.lock
+	$(UV_INSTALL) requirements-test.lock
 	touch $@
 
 setup: $(VENV)/.installed
